@@ -1,0 +1,311 @@
+"""The I/O shell around the protocol core: one UDP socket, the clock, pygame events.
+
+No threads, no blocking: ``tick()`` reads every waiting datagram, runs the core's
+timers, sends what the core produced and returns the events.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import os
+import socket
+import time
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+import pygame
+
+from . import events as pg_events
+from .protocol import events as ev
+from .protocol.config import Config
+from .protocol.delivery import Delivery
+from .protocol.session import Session
+from .protocol.simulator import NetworkSimulator
+from .protocol.stats import PeerStats
+from .protocol.wire import HEADER, Kind
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+#: Upper bound of datagrams read in one tick, so a flood cannot freeze a frame.
+MAX_READS_PER_TICK = 4096
+#: Receive buffer we ask the kernel for: a burst of a few hundred full datagrams.
+SOCKET_BUFFER = 1 << 20
+
+
+def normalize_address(address: Sequence[Any], what: str = "address") -> Address:
+    """Accept (host, port) tuples or [host, port] lists; check them."""
+    if isinstance(address, str) or len(address) != 2:
+        raise ValueError(f"{what} must be (host, port), not {address!r}")
+    host, port = address[0], address[1]
+    if not isinstance(host, str) or not isinstance(port, int) or isinstance(port, bool):
+        raise ValueError(f"{what} must be (str host, int port), not {address!r}")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{what} port {port} is out of range")
+    return (host, port)
+
+
+def _resolve(address: Address) -> Address:
+    host, port = address
+    try:
+        ipaddress.ip_address(host)
+        return address
+    except ValueError:
+        pass
+    # A name: resolved once, when the session starts (the only lookup the engine makes).
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    if not infos:
+        raise ValueError(f"cannot resolve {host!r}")
+    return (str(infos[0][4][0]), port)
+
+
+class Peer:
+    """One local player. See ``docs`` and the README for a complete example."""
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config if config is not None else Config()
+        self._session = Session(self.config, os.urandom)
+        self._sock: socket.socket | None = None
+        self._bound: Address | None = None
+        sim = self.config.simulation
+        self._sim: NetworkSimulator[Address] | None = NetworkSimulator(sim) if sim.active else None
+        self._now = time.monotonic()
+        self.datagrams_sent = 0
+        self.datagrams_received = 0
+        self.send_errors = 0
+
+    # --- sessions ----------------------------------------------------------------------
+
+    def init_server(self, handshake_address: Sequence[Any], local_address: Sequence[Any],
+                    server_name: str, password: str | None = None) -> None:
+        """Register with the handshake server under ``server_name`` and await players."""
+        hs = _resolve(normalize_address(handshake_address, "handshake_address"))
+        local = normalize_address(local_address, "local_address")
+        self._check_password(password)
+        lan = self._bind(local, hs)
+        self._session.init_server(hs, lan, server_name, password or None, self._clock())
+        self._flush()
+
+    def init_client(self, handshake_address: Sequence[Any], local_address: Sequence[Any],
+                    user_name: str, server_name: str, password: str | None = None) -> None:
+        """Ask the handshake server for ``server_name`` and connect to that player."""
+        hs = _resolve(normalize_address(handshake_address, "handshake_address"))
+        local = normalize_address(local_address, "local_address")
+        self._check_password(password)
+        lan = self._bind(local, hs)
+        self._session.init_client(hs, lan, user_name, server_name, password or None,
+                                  self._clock())
+        self._flush()
+
+    @staticmethod
+    def _check_password(password: str | None) -> None:
+        if password is not None and not isinstance(password, str):
+            raise TypeError("password must be a str or None")
+
+    def request_server_list(self, handshake_address: Sequence[Any]) -> None:
+        """Ask for the registered servers; the answer comes as RECEIVED_SERVER_LIST."""
+        hs = _resolve(normalize_address(handshake_address, "handshake_address"))
+        if self._sock is None:
+            self._bind(("0.0.0.0", 0) if ":" not in hs[0] else ("::", 0), hs)
+        self._session.request_server_list(hs, self._clock())
+        self._flush()
+
+    def _bind(self, local: Address, toward: Address) -> Address:
+        """Bind the socket (once); return the LAN address to tell the handshake server."""
+        if self._sock is None or (local != self._bound and local[1] != 0):
+            if self._sock is not None:
+                self._sock.close()
+            family = socket.AF_INET6 if ":" in local[0] else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+            except OSError:  # pragma: no cover - some systems refuse; defaults still work
+                pass
+            sock.setblocking(False)
+            sock.bind(local)
+            self._sock = sock
+            self._bound = local
+        host, port = self._sock.getsockname()[:2]
+        if host in ("0.0.0.0", "::"):
+            host = self._lan_ip(toward)
+        return (host, port)
+
+    @staticmethod
+    def _lan_ip(toward: Address) -> str:
+        """The local address the system would use to reach ``toward`` (no packet is sent)."""
+        family = socket.AF_INET6 if ":" in toward[0] else socket.AF_INET
+        probe = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            probe.connect(toward)
+            return str(probe.getsockname()[0])
+        except OSError:
+            return "127.0.0.1" if family == socket.AF_INET else "::1"
+        finally:
+            probe.close()
+
+    # --- messages ---------------------------------------------------------------------
+
+    def send(self, peer_name: str, message: object,
+             delivery: Delivery = Delivery.RELIABLE_ORDERED, channel: int = 0) -> int | None:
+        """Send ``message`` to a peer of the session; returns the message_id when reliable."""
+        return self._session.send(peer_name, message, delivery, channel, self._clock())
+
+    def send_reliable_message_to_peer(self, peer_name: str, message: object) -> int:
+        """The seed's reliable message: reliable-ordered on channel 0. Returns message_id."""
+        message_id = self.send(peer_name, message, Delivery.RELIABLE_ORDERED, 0)
+        assert message_id is not None
+        return message_id
+
+    def send_unreliable_message_to_peer(self, peer_name: str, message: object) -> None:
+        """The seed's unreliable message: sent once, on channel 0."""
+        self.send(peer_name, message, Delivery.UNRELIABLE, 0)
+
+    # --- session control --------------------------------------------------------------
+
+    def drop_peer(self, peer_name: str) -> None:
+        self._session.drop_peer(peer_name, self._clock())
+        self._flush()
+
+    def drop_connection_with_handshake_server(self) -> None:
+        self._session.drop_connection_with_handshake_server(self._clock())
+        self._flush()
+
+    def quit_connection(self) -> None:
+        """End the session; the other peers are told at once."""
+        self._session.quit_connection(self._clock())
+        self._flush(bypass_simulator=True)
+
+    def close(self) -> None:
+        """Quit and release the socket."""
+        self.quit_connection()
+        self._emit_pending()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+            self._bound = None
+
+    def __enter__(self) -> Peer:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # --- getters ----------------------------------------------------------------------
+
+    def get_peer(self, peer_name: str) -> dict[str, Any] | None:
+        return self._session.get_peer(peer_name)
+
+    def get_peers(self) -> list[str]:
+        return self._session.get_peers()
+
+    def get_server_address(self) -> Address | None:
+        return self._session.get_server_address()
+
+    def get_server_name(self) -> str | None:
+        return self._session.get_server_name()
+
+    def get_user_name(self) -> str | None:
+        return self._session.get_user_name()
+
+    def i_am_server(self) -> bool | None:
+        return self._session.i_am_server()
+
+    def is_connected(self) -> bool:
+        return self._session.is_connected()
+
+    def get_stats(self, peer_name: str) -> PeerStats | None:
+        """Round trip, loss, bandwidth and path of a directly connected peer."""
+        conn = self._session.connection(peer_name)
+        return conn.stats(self._now) if conn is not None else None
+
+    @property
+    def local_address(self) -> Address | None:
+        """The address the socket is bound to (port filled in), or None before binding."""
+        if self._sock is None:
+            return None
+        host, port = self._sock.getsockname()[:2]
+        return (str(host), int(port))
+
+    @property
+    def blocked_count(self) -> int:
+        """Datagrams dropped as malformed, unexpected or hostile."""
+        return self._session.blocked_count
+
+    # --- the frame --------------------------------------------------------------------
+
+    def tick(self, now: float | None = None) -> list[pygame.event.Event]:
+        """Call once a frame. Returns the events produced (also posted to pygame)."""
+        now = self._clock(now)
+        session = self._session
+        sock = self._sock
+        if sock is not None:
+            emit = self.config.emit_packet_events
+            for _ in range(MAX_READS_PER_TICK):
+                try:
+                    data, addr = sock.recvfrom(2048)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except ConnectionResetError:
+                    continue  # Windows reports ICMP port unreachable this way: harmless
+                except OSError as exc:
+                    log.debug("recvfrom failed: %s", exc)
+                    break
+                address = (addr[0], addr[1])
+                self.datagrams_received += 1
+                if emit:
+                    session._events.append(ev.PacketReceived(_describe(data, address)))
+                session.receive_datagram(data, address, now)
+        session.handle_timer(now)
+        self._flush()
+        return self._emit_pending()
+
+    def _clock(self, now: float | None = None) -> float:
+        self._now = time.monotonic() if now is None else now
+        return self._now
+
+    def _flush(self, bypass_simulator: bool = False) -> None:
+        out = self._session.datagrams_to_send()
+        sim = self._sim
+        if sim is not None and not bypass_simulator:
+            for data, address in out:
+                sim.send(data, address, self._now)
+            out = sim.due(self._now)
+        for data, address in out:
+            self._sendto(data, address)
+
+    def _sendto(self, data: bytes, address: Address) -> None:
+        if self._sock is None:
+            return
+        try:
+            self._sock.sendto(data, address)
+            self.datagrams_sent += 1
+        except BlockingIOError:
+            self.send_errors += 1  # the kernel's buffer is full: as if lost on the way
+        except OSError as exc:
+            self.send_errors += 1
+            if exc.errno not in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EPERM):
+                log.debug("sendto %s failed: %s", address, exc)
+            return
+        if self.config.emit_packet_events:
+            self._session._events.append(ev.PacketSent(_describe(data, address)))
+
+    def _emit_pending(self) -> list[pygame.event.Event]:
+        events = [pg_events.to_pygame(e) for e in self._session.events()]
+        if events and pygame.display.get_init():  # the event queue lives in SDL video
+            for e in events:
+                try:
+                    pygame.event.post(e)
+                except pygame.error:  # pragma: no cover - queue full: the list still has it
+                    break
+        return events
+
+
+def _describe(data: bytes, address: Address) -> dict[str, Any]:
+    kind = data[3] if len(data) >= HEADER.size else -1
+    name = Kind(kind).name if kind in Kind._value2member_map_ else "UNKNOWN"
+    return {"address": address, "size": len(data), "kind": name}

@@ -1,0 +1,77 @@
+"""The engine's settings: the seed's constants plus the simulator and the limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .simulator import SimSettings
+
+
+@dataclass
+class Config:
+    """Engine settings. The first five are the seed's constants, with the same meaning."""
+
+    #: Seconds between peer checks (heartbeats) to a quiet peer.
+    secs_between_peer_checks: float = 15.0
+    #: Seconds the handshake server keeps our registration without a refresh.
+    secs_reg_valid: float = 60.0
+    #: Seconds between registration refreshes sent to the handshake server.
+    secs_between_reg_refresh: float = 15.0
+    #: Longest wait for a reply before one attempt counts as failed and is resent.
+    secs_to_await_reply: float = 1.0
+    #: Failed attempts before a packet expires and its consequence happens.
+    attempts_before_expiration: int = 5
+    #: Emit PACKET_SENT / PACKET_RECEIVED for every datagram (floods the queue at 60 FPS).
+    emit_packet_events: bool = False
+
+    # --- network simulator (all off by default) ---
+    #: Fraction of outgoing datagrams dropped.
+    sim_loss: float = 0.0
+    #: Seconds of extra one-way delay on outgoing datagrams.
+    sim_latency: float = 0.0
+    #: Up to this many seconds of random extra delay.
+    sim_jitter: float = 0.0
+    #: Fraction of outgoing datagrams sent twice.
+    sim_duplicate: float = 0.0
+    #: Fraction of outgoing datagrams held back so that later ones overtake them.
+    sim_reorder: float = 0.0
+    #: Seed of the simulator's random generator.
+    sim_seed: int = 0
+
+    # --- limits ---
+    #: Largest reliable message, in encoded bytes (1 MiB of data plus msgpack framing).
+    max_message_size: int = (1 << 20) + 1024
+    #: Fragment bytes one peer may have us buffer while reassembling.
+    reassembly_limit_per_peer: int = 4 << 20
+    #: Fragment bytes buffered across all peers.
+    reassembly_limit_total: int = 32 << 20
+    #: Clients a server player accepts at once.
+    max_clients: int = 16
+    #: Seconds a punch (and the handshake after it) may take before the peer is given up.
+    #: None: attempts_before_expiration * secs_to_await_reply.
+    punch_timeout: float | None = None
+    #: PACKET_BLOCKED events per second at most (all blocked datagrams are still counted).
+    max_blocked_events_per_sec: int = 20
+
+    def __post_init__(self) -> None:
+        for name in ("secs_between_peer_checks", "secs_reg_valid", "secs_between_reg_refresh",
+                     "secs_to_await_reply"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"Config.{name} must be positive")
+        if self.attempts_before_expiration < 1:
+            raise ValueError("Config.attempts_before_expiration must be at least 1")
+        if self.max_clients < 1:
+            raise ValueError("Config.max_clients must be at least 1")
+        self.simulation  # noqa: B018 - validates the simulator fields
+
+    @property
+    def simulation(self) -> SimSettings:
+        return SimSettings(loss=self.sim_loss, latency=self.sim_latency, jitter=self.sim_jitter,
+                           duplicate=self.sim_duplicate, reorder=self.sim_reorder,
+                           seed=self.sim_seed)
+
+    @property
+    def handshake_timeout(self) -> float:
+        if self.punch_timeout is not None:
+            return self.punch_timeout
+        return self.attempts_before_expiration * self.secs_to_await_reply

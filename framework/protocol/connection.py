@@ -1,0 +1,715 @@
+"""One peer-to-peer connection: packet acks, reliable streams, batching, fragmentation.
+
+Pure: no socket, no clock. ``receive(data, now)`` takes a DATA datagram, ``poll(now)``
+returns the datagrams to send. Every datagram carries its own sequence number, the
+newest sequence received from the other side and a 32-bit field acknowledging the 32
+before it (the scheme of Glenn Fiedler's "reliable"), so acknowledgements ride on
+ordinary traffic and a lone ack is sent only when there is nothing else to send.
+Reliable messages are kept until a packet that carried them is acknowledged, and are
+put again into later packets when their retransmission timeout (RFC 6298) expires.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from .channels import (
+    CANCEL,
+    FRAGMENT,
+    WHOLE,
+    Entry,
+    ReassemblyBudget,
+    ReliableReceiver,
+    SequencedReceiver,
+)
+from .constants import (
+    FRAGMENT_SIZE,
+    MAX_DATAGRAM,
+    MIN_RTO,
+    RELIABLE_WINDOW,
+    SYSTEM_CHANNEL,
+    TAG_SIZE,
+)
+from .delivery import CHANNEL_SHIFT, FLAG_CANCEL, FLAG_FRAGMENT, MODE_MASK, Delivery
+from .errors import MessageTooLarge, ProtocolError
+from .sequence import seq_greater
+from .stats import PeerStats, RateMeter
+from .values import _ext_hook
+from .wire import DATA_HEADER, DATA_HEADER_SIZE, Kind, header
+
+log = logging.getLogger(__name__)
+
+_DATA_PREFIX = header(Kind.DATA)[:4]
+#: Room for items in one datagram: the header, a 3-byte array header and the tag.
+ITEM_ROOM = MAX_DATAGRAM - DATA_HEADER_SIZE - 3 - TAG_SIZE
+#: The largest single item that is not fragmented.
+MAX_UNFRAGMENTED = ITEM_ROOM
+_SENT_BUFFER = 1024
+#: System message sent unreliably to make the other side answer (a peer check).
+PING = msgpack.packb([0])
+_PING_ITEM = b"\x92" + msgpack.packb(SYSTEM_CHANNEL << CHANNEL_SHIFT) + PING
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionConfig:
+    """The knobs of one connection, derived from the engine's Config."""
+
+    secs_to_await_reply: float = 1.0
+    attempts_before_expiration: int = 5
+    secs_between_peer_checks: float = 15.0
+    max_message_size: int = (1 << 20) + 1024  # encoded bytes: 1 MiB of data plus framing
+    reassembly_limit_per_peer: int = 4 << 20
+    initial_cwnd: int = 64
+    max_cwnd: int = 1024
+
+    @property
+    def peer_timeout(self) -> float:
+        checks = self.attempts_before_expiration * self.secs_to_await_reply
+        return self.secs_between_peer_checks + checks
+
+
+class Group:
+    """One reliable message as the game sent it (one or more fragments)."""
+
+    __slots__ = ("channel", "expired", "expires", "message", "message_id", "mode", "parts",
+                 "remaining")
+
+    def __init__(self, message_id: int, message: object, mode: Delivery, channel: int,
+                 expires: bool = True) -> None:
+        self.expires = expires
+        self.message_id = message_id
+        self.message = message
+        self.mode = mode
+        self.channel = channel
+        self.parts: list[Outgoing] = []
+        self.remaining = 0
+        self.expired = False
+
+
+class Outgoing:
+    """One reliable item on the wire (a whole message or one fragment)."""
+
+    __slots__ = ("acked", "count", "due", "failed", "flags", "group", "index", "item", "key", "seq")
+
+    def __init__(self, key: int, seq: int, flags: int, item: bytes, group: Group,
+                 index: int, count: int) -> None:
+        self.key = key
+        self.seq = seq
+        self.flags = flags
+        self.item = item
+        self.group = group
+        self.index = index
+        self.count = count
+        self.due = math.inf
+        self.failed = 0
+        self.acked = False
+
+
+class SendStream:
+    """Send side of one reliable stream: sequence numbers and the window."""
+
+    __slots__ = ("in_flight", "next_seq", "waiting")
+
+    def __init__(self) -> None:
+        self.next_seq = 0
+        self.waiting: deque[Outgoing] = deque()
+        self.in_flight: dict[int, Outgoing] = {}
+
+    def window_open(self, seq: int) -> bool:
+        if not self.in_flight:
+            return True
+        oldest = next(iter(self.in_flight))
+        return ((seq - oldest) & 0xFFFF) < RELIABLE_WINDOW
+
+
+@dataclass(slots=True)
+class SentPacket:
+    seq: int
+    time: float
+    size: int
+    reliable: list[Outgoing]
+    acked: bool = False
+    settled: bool = False  # acknowledged or counted lost
+
+
+@dataclass(slots=True)
+class Delivered:
+    """A message that arrived and may be handed to the game (or the engine)."""
+
+    channel: int
+    mode: Delivery
+    message_id: int | None
+    value: Any
+
+
+@dataclass(slots=True)
+class _Counters:
+    packets_sent: int = 0
+    packets_received: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    messages_sent: int = 0
+    messages_received: int = 0
+    messages_resent: int = 0
+    messages_expired: int = 0
+    packets_lost: int = 0
+    packets_acked: int = 0
+
+
+class Connection:
+    """Reliable and unreliable messaging with one remote peer."""
+
+    def __init__(self, config: ConnectionConfig, now: float,
+                 budget: ReassemblyBudget | None = None, path: str = "direct",
+                 initial_rtt: float | None = None) -> None:
+        self.config = config
+        self.path = path
+        self.budget = budget if budget is not None else ReassemblyBudget(64 << 20)
+        self._seq = 0
+        self._sent: list[SentPacket | None] = [None] * _SENT_BUFFER
+        self._remote_seq = -1  # newest packet sequence received; -1 before any
+        self._remote_bits = 0
+        # Which packet sequences arrived (slot seq % 1024 holds seq): for duplicates and for
+        # extra acks when more than 33 packets arrive between two datagrams of ours.
+        self._received: list[int] = [-1] * _SENT_BUFFER
+        self._unacked: list[int] = []  # sequences received since our last datagram
+        self._ack_pending = False
+        self._ping_pending = False
+        self._streams: dict[int, SendStream] = {}
+        self._active: dict[int, SendStream] = {}  # streams with waiting messages
+        self._receivers: dict[int, ReliableReceiver] = {}
+        self._sequenced: dict[int, SequencedReceiver] = {}
+        self._seq_counters: dict[int, int] = {}
+        self._unreliable: list[bytes] = []
+        self._timers: list[tuple[float, int, Outgoing]] = []
+        self._next_key = 0
+        self._loss_check = 0  # oldest sent sequence not yet settled
+        self.expired: list[Group] = []  # drained by the owner
+        self.srtt = 0.0
+        self.rttvar = 0.0
+        self.rto = min(1.0, config.secs_to_await_reply)
+        self.cwnd = float(config.initial_cwnd)
+        self._reliable_in_flight = 0  # packets with reliable items, not settled
+        self.loss = 0.0  # smoothed fraction
+        self.last_received = now
+        self.last_sent = now
+        self._last_ping = now
+        self.counters = _Counters()
+        self._rate_in = RateMeter(now)
+        self._rate_out = RateMeter(now)
+        if initial_rtt is not None:
+            self._update_rtt(initial_rtt)  # measured during the handshake
+
+    # --- sending ------------------------------------------------------------------
+
+    def send(self, mode: Delivery, channel: int, payload: bytes, message_id: int = 0,
+             message: object = None, expires: bool | None = None) -> Group | None:
+        """Queue an encoded message. Returns its Group when reliable.
+
+        A reliable message expires after ``attempts_before_expiration`` failed attempts
+        (``expires`` defaults to True on user channels); engine messages on the system
+        channel are resent until the peer times out instead.
+
+        Raises MessageTooLarge for an unreliable message over one datagram, or for a
+        reliable one over ``max_message_size``.
+        """
+        key = channel << 2 | mode
+        flags = mode | (channel << CHANNEL_SHIFT)
+        if mode == Delivery.UNRELIABLE:
+            item = b"\x92" + msgpack.packb(flags) + payload
+            self._check_unreliable(item)
+            self._unreliable.append(item)
+            self.counters.messages_sent += 1
+            return None
+        if mode == Delivery.UNRELIABLE_SEQUENCED:
+            seq = self._seq_counters.get(key, 0)
+            item = b"\x93" + msgpack.packb([flags, seq])[1:] + payload
+            self._check_unreliable(item)
+            self._seq_counters[key] = (seq + 1) & 0xFFFF
+            self._unreliable.append(item)
+            self.counters.messages_sent += 1
+            return None
+        if len(payload) > self.config.max_message_size:
+            raise MessageTooLarge(
+                f"message of {len(payload)} bytes exceeds max_message_size "
+                f"({self.config.max_message_size})"
+            )
+        stream = self._streams.get(key)
+        if stream is None:
+            stream = self._streams[key] = SendStream()
+        if expires is None:
+            expires = channel != SYSTEM_CHANNEL
+        group = Group(message_id, message, mode, channel, expires)
+        head = msgpack.packb([flags, stream.next_seq, message_id])
+        if len(head) + len(payload) <= MAX_UNFRAGMENTED:
+            self._append(stream, group, flags, b"\x94" + head[1:] + payload, 0, 1)
+        else:
+            count = -(-len(payload) // FRAGMENT_SIZE)
+            fflags = flags | FLAG_FRAGMENT
+            for i in range(count):
+                chunk = payload[i * FRAGMENT_SIZE:(i + 1) * FRAGMENT_SIZE]
+                item = msgpack.packb([fflags, stream.next_seq, message_id, i, count, chunk])
+                self._append(stream, group, fflags, item, i, count)
+        self._active[key] = stream
+        self.counters.messages_sent += 1
+        return group
+
+    @staticmethod
+    def _check_unreliable(item: bytes) -> None:
+        if len(item) > MAX_UNFRAGMENTED:
+            raise MessageTooLarge(
+                f"unreliable message of {len(item)} bytes does not fit one datagram "
+                f"({MAX_UNFRAGMENTED} bytes of room); send it reliably to have it fragmented"
+            )
+
+    def _append(self, stream: SendStream, group: Group, flags: int, item: bytes,
+                index: int, count: int) -> None:
+        out = Outgoing(self._next_key, stream.next_seq, flags, item, group, index, count)
+        self._next_key += 1
+        stream.next_seq = (stream.next_seq + 1) & 0xFFFF
+        stream.waiting.append(out)
+        group.parts.append(out)
+        group.remaining += 1
+
+    def ping(self) -> None:
+        """Ask the other side for an answer in the next datagram (a peer check)."""
+        self._ping_pending = True
+
+    def in_flight(self) -> int:
+        return sum(len(s.in_flight) + len(s.waiting) for s in self._streams.values())
+
+    # --- building datagrams -------------------------------------------------------
+
+    def poll(self, now: float) -> list[bytes]:
+        """Everything to send now: resends that are due, new messages, acks, pings."""
+        items: list[tuple[bytes, Outgoing | None]] = []
+        self._detect_losses(now)
+        self._collect_resends(now, items)
+        self._collect_new(now, items)
+        if self._unreliable:
+            items.extend((item, None) for item in self._unreliable)
+            self._unreliable = []
+        self._keepalive(now)
+        if self._ping_pending:
+            items.append((_PING_ITEM, None))
+            self._ping_pending = False
+            self._last_ping = now
+        if not items:
+            datagrams = [self._finish([], [], now)] if self._ack_pending else []
+        else:
+            datagrams = self._pack(items, now)
+        if self._unacked:
+            self._extra_acks(datagrams, now)
+        return datagrams
+
+    def _extra_acks(self, datagrams: list[bytes], now: float) -> None:
+        """Acknowledge packets that the newest ack's 32-bit field could not reach."""
+        newest = self._remote_seq
+        pending = sorted({(newest - s) & 0xFFFF for s in self._unacked})
+        self._unacked = []
+        anchor = None
+        for back in pending:
+            if back <= 32 or back >= 0x8000:
+                continue
+            if anchor is not None and back - anchor <= 32:
+                continue
+            anchor = back
+            a = (newest - back) & 0xFFFF
+            bits = 0
+            received = self._received
+            for i in range(1, 33):
+                s = (a - i) & 0xFFFF
+                if received[s % _SENT_BUFFER] == s:
+                    bits |= 1 << (i - 1)
+            datagrams.append(self._finish([], [], now, (a, bits)))
+
+    def _keepalive(self, now: float) -> None:
+        cfg = self.config
+        silent = now - self.last_received
+        if silent >= cfg.secs_between_peer_checks:
+            # The peer is quiet: check on it every reply interval until it answers.
+            if now - self._last_ping >= cfg.secs_to_await_reply:
+                self._ping_pending = True
+        elif now - self.last_sent >= cfg.secs_between_peer_checks:
+            self._ping_pending = True
+
+    def _collect_resends(self, now: float, items: list[tuple[bytes, Outgoing | None]]) -> None:
+        timers = self._timers
+        attempts = self.config.attempts_before_expiration
+        while timers and timers[0][0] <= now:
+            due, _, out = heapq.heappop(timers)
+            if out.acked or out.due != due:
+                continue
+            out.failed += 1
+            group = out.group
+            if group.expires and not group.expired and out.failed >= attempts:
+                self._expire(group)
+            self.counters.messages_resent += 1
+            self._schedule(out, now)
+            items.append((out.item, out))
+
+    def _expire(self, group: Group) -> None:
+        """The message failed: stand a small cancel notice in for each unacked piece.
+
+        The notice keeps the sequence numbers contiguous, so the receiver's stream moves on
+        past the expired message instead of waiting for it forever.
+        """
+        group.expired = True
+        self.counters.messages_expired += 1
+        self.expired.append(group)
+        for out in group.parts:
+            if out.acked:
+                continue
+            cflags = (out.flags & ~FLAG_FRAGMENT) | FLAG_CANCEL
+            out.item = msgpack.packb([cflags, out.seq, group.message_id, out.index, out.count])
+            out.failed = 0
+
+    def _schedule(self, out: Outgoing, now: float) -> None:
+        limit = self.config.secs_to_await_reply
+        wait = min(self.rto * (2 ** min(out.failed, 16)), limit)
+        out.due = now + wait
+        heapq.heappush(self._timers, (out.due, out.key, out))
+
+    def _collect_new(self, now: float, items: list[tuple[bytes, Outgoing | None]]) -> None:
+        if not self._active:
+            return
+        budget = int(self.cwnd) - self._reliable_in_flight
+        if budget <= 0:
+            return
+        room = budget * (ITEM_ROOM - 64)  # rough bytes allowed this poll
+        done: list[int] = []
+        for key, stream in self._active.items():
+            waiting = stream.waiting
+            while waiting and room > 0:
+                out = waiting[0]
+                if not stream.window_open(out.seq):
+                    break
+                waiting.popleft()
+                stream.in_flight[out.seq] = out
+                self._schedule(out, now)
+                items.append((out.item, out))
+                room -= len(out.item)
+            if not waiting:
+                done.append(key)
+        for key in done:
+            del self._active[key]
+
+    def _pack(self, items: list[tuple[bytes, Outgoing | None]], now: float) -> list[bytes]:
+        datagrams: list[bytes] = []
+        batch: list[bytes] = []
+        batch_reliable: list[Outgoing] = []
+        size = 0
+        for item, out in items:
+            n = len(item)
+            if batch and size + n > ITEM_ROOM:
+                datagrams.append(self._finish(batch, batch_reliable, now))
+                batch, batch_reliable, size = [], [], 0
+            batch.append(item)
+            if out is not None:
+                batch_reliable.append(out)
+            size += n
+        if batch:
+            datagrams.append(self._finish(batch, batch_reliable, now))
+        return datagrams
+
+    def _finish(self, batch: list[bytes], reliable: list[Outgoing], now: float,
+                anchor: tuple[int, int] | None = None) -> bytes:
+        seq = self._seq
+        self._seq = (seq + 1) & 0xFFFF
+        ack, ack_bits = anchor if anchor is not None else (self._remote_seq & 0xFFFF,
+                                                             self._remote_bits)
+        n = len(batch)
+        array = bytes((144 | n,)) if n < 16 else b"\xdc" + n.to_bytes(2, "big")
+        data = DATA_HEADER.pack(_DATA_PREFIX[:2], _DATA_PREFIX[2], _DATA_PREFIX[3], seq, ack,
+                                ack_bits) + array + b"".join(batch)
+        slot = seq % _SENT_BUFFER
+        old = self._sent[slot]
+        if old is not None and not old.settled:
+            self._settle(old, lost=True)
+        # An ack-only packet makes the other side send nothing back: never count it lost.
+        self._sent[slot] = SentPacket(seq, now, len(data) + TAG_SIZE, reliable,
+                                      settled=not batch)
+        if reliable:
+            self._reliable_in_flight += 1
+        self._ack_pending = False
+        self.last_sent = now
+        c = self.counters
+        c.packets_sent += 1
+        c.bytes_sent += len(data) + TAG_SIZE
+        self._rate_out.add(len(data) + TAG_SIZE, now)
+        return data
+
+    # --- receiving ----------------------------------------------------------------
+
+    def receive(self, data: bytes, now: float) -> list[Delivered]:
+        """Take one DATA datagram (tag already checked and stripped).
+
+        Raises ProtocolError, before changing any state, when the datagram is malformed
+        or would overrun the reassembly limits; the caller drops and counts it.
+        """
+        if len(data) < DATA_HEADER_SIZE:
+            raise ProtocolError("DATA shorter than its header")
+        _, _, _, seq, ack, bits = DATA_HEADER.unpack_from(data)
+        try:
+            items = msgpack.unpackb(data[DATA_HEADER_SIZE:], ext_hook=_ext_hook, raw=False,
+                                    strict_map_key=False, use_list=True)
+        except ProtocolError:
+            raise
+        except Exception as exc:
+            raise ProtocolError(f"undecodable DATA body: {type(exc).__name__}") from exc
+        if type(items) is not list:
+            raise ProtocolError("DATA body is not an array")
+        parsed = self._parse(items)
+        duplicate = self._is_duplicate(seq)
+        if not duplicate:
+            self._check_budget(parsed)
+        self._process_acks(ack, bits, now)
+        self.last_received = now
+        c = self.counters
+        c.packets_received += 1
+        c.bytes_received += len(data) + TAG_SIZE
+        self._rate_in.add(len(data) + TAG_SIZE, now)
+        if duplicate:
+            return []
+        self._record(seq)
+        if parsed:
+            self._ack_pending = True
+        return self._deliver(parsed)
+
+    def _parse(self, items: list[Any]) -> list[tuple[int, int, int, Entry | Any]]:
+        """Check every item's shape; returns (key, mode, seq, entry-or-value) tuples."""
+        out: list[tuple[int, int, int, Entry | Any]] = []
+        max_frags = -(-self.config.max_message_size // FRAGMENT_SIZE)
+        for it in items:
+            if type(it) is not list or len(it) < 2 or type(it[0]) is not int:
+                raise ProtocolError("malformed message item")
+            flags = it[0]
+            if not 0 <= flags <= 0xFF:
+                raise ProtocolError("bad message flags")
+            mode = flags & MODE_MASK
+            key = (flags >> CHANNEL_SHIFT) << 2 | mode
+            n = len(it)
+            if mode == Delivery.UNRELIABLE:
+                if n != 2 or flags & (FLAG_FRAGMENT | FLAG_CANCEL):
+                    raise ProtocolError("malformed unreliable item")
+                out.append((key, mode, 0, it[1]))
+                continue
+            seq = it[1]
+            if type(seq) is not int or not 0 <= seq <= 0xFFFF:
+                raise ProtocolError("bad message sequence")
+            if mode == Delivery.UNRELIABLE_SEQUENCED:
+                if n != 3 or flags & (FLAG_FRAGMENT | FLAG_CANCEL):
+                    raise ProtocolError("malformed sequenced item")
+                out.append((key, mode, seq, it[2]))
+                continue
+            mid = it[2] if n > 2 else None
+            if type(mid) is not int or not 0 <= mid < (1 << 63):
+                raise ProtocolError("bad message id")
+            frag = flags & FLAG_FRAGMENT
+            cancel = flags & FLAG_CANCEL
+            if frag and cancel:
+                raise ProtocolError("fragment and cancel together")
+            if not frag and not cancel:
+                if n != 4:
+                    raise ProtocolError("malformed reliable item")
+                entry = Entry(WHOLE, mid, it[3])
+            else:
+                if n != (6 if frag else 5):
+                    raise ProtocolError("malformed fragment or cancel item")
+                index, count = it[3], it[4]
+                if (type(index) is not int or type(count) is not int
+                        or not 0 <= index < count <= max_frags):
+                    raise ProtocolError("bad fragment numbering")
+                if frag:
+                    chunk = it[5]
+                    if type(chunk) is not bytes or not 0 < len(chunk) <= FRAGMENT_SIZE:
+                        raise ProtocolError("bad fragment chunk")
+                    entry = Entry(FRAGMENT, mid, chunk, index, count)
+                else:
+                    entry = Entry(CANCEL, mid, None, index, count)
+            receiver = self._receivers.get(key)
+            if receiver is not None:
+                receiver.check(seq)  # raises beyond the window
+            elif seq >= RELIABLE_WINDOW:
+                raise ProtocolError("reliable message beyond the receive window")
+            out.append((key, mode, seq, entry))
+        return out
+
+    def _check_budget(self, parsed: list[tuple[int, int, int, Entry | Any]]) -> None:
+        extra = 0
+        for _, mode, _, entry in parsed:
+            if mode >= Delivery.RELIABLE_UNORDERED and entry.kind == FRAGMENT:
+                extra += len(entry.payload)
+        if not extra:
+            return
+        mine = sum(r.buffered_bytes for r in self._receivers.values())
+        if mine + extra > self.config.reassembly_limit_per_peer:
+            raise ProtocolError("reassembly limit for this peer reached")
+        if self.budget.used + extra > self.budget.limit:
+            raise ProtocolError("reassembly limit for all peers reached")
+
+    def _deliver(self, parsed: list[tuple[int, int, int, Entry | Any]]) -> list[Delivered]:
+        delivered: list[Delivered] = []
+        for key, mode, seq, entry in parsed:
+            channel = key >> 2
+            if mode == Delivery.UNRELIABLE:
+                delivered.append(Delivered(channel, Delivery.UNRELIABLE, None, entry))
+            elif mode == Delivery.UNRELIABLE_SEQUENCED:
+                sr = self._sequenced.get(key)
+                if sr is None:
+                    sr = self._sequenced[key] = SequencedReceiver()
+                if sr.accept(seq):
+                    delivered.append(Delivered(channel, Delivery.UNRELIABLE_SEQUENCED, None, entry))
+            else:
+                receiver = self._receivers.get(key)
+                if receiver is None:
+                    receiver = self._receivers[key] = ReliableReceiver(
+                        mode == Delivery.RELIABLE_ORDERED)
+                ready: list[tuple[int, Any]] = []
+                self.budget.used += receiver.receive(seq, entry, ready)
+                dmode = Delivery(mode)
+                for mid, value in ready:
+                    delivered.append(Delivered(channel, dmode, mid, value))
+        self.counters.messages_received += len(delivered)
+        return delivered
+
+    def _is_duplicate(self, seq: int) -> bool:
+        return self._received[seq % _SENT_BUFFER] == seq
+
+    def _record(self, seq: int) -> None:
+        self._received[seq % _SENT_BUFFER] = seq
+        self._unacked.append(seq)
+        if self._remote_seq < 0:
+            self._remote_seq = seq
+            self._remote_bits = 0
+            return
+        if seq_greater(seq, self._remote_seq):
+            shift = (seq - self._remote_seq) & 0xFFFF
+            bits = (self._remote_bits << shift) | (1 << (shift - 1)) if shift <= 32 else 0
+            self._remote_bits = bits & 0xFFFFFFFF
+            self._remote_seq = seq
+        else:
+            d = (self._remote_seq - seq) & 0xFFFF
+            if 0 < d <= 32:
+                self._remote_bits |= 1 << (d - 1)
+
+    def _process_acks(self, ack: int, bits: int, now: float) -> None:
+        if not seq_greater(self._seq, ack):
+            return  # acknowledges something we never sent: ignore the whole field
+        sent = self._sent
+        p = sent[ack % _SENT_BUFFER]
+        if p is not None and p.seq == ack and not p.acked:
+            self._update_rtt(now - p.time)
+        for i in range(33):
+            if i and not (bits >> (i - 1)) & 1:
+                continue
+            s = (ack - i) & 0xFFFF
+            p = sent[s % _SENT_BUFFER]
+            if p is None or p.seq != s or p.acked:
+                continue
+            p.acked = True
+            for out in p.reliable:
+                if not out.acked:
+                    self._acked(out)
+            if not p.settled:
+                self._settle(p, lost=False)
+        # Anything sent more than 32 packets before the newest ack and still not acked
+        # can no longer be acknowledged: count it lost.
+        horizon = (ack - 32) & 0xFFFF
+        while seq_greater(horizon, self._loss_check) and seq_greater(self._seq, self._loss_check):
+            p = sent[self._loss_check % _SENT_BUFFER]
+            if p is not None and p.seq == self._loss_check and not p.settled:
+                self._settle(p, lost=True)
+            self._loss_check = (self._loss_check + 1) & 0xFFFF
+
+    def _detect_losses(self, now: float) -> None:
+        """Count as lost what went unacknowledged for two retransmission timeouts."""
+        limit = now - 2 * self.rto
+        sent = self._sent
+        while self._loss_check != self._seq:
+            p = sent[self._loss_check % _SENT_BUFFER]
+            if p is not None and p.seq == self._loss_check and not p.settled:
+                if p.time > limit:
+                    return
+                self._settle(p, lost=True)
+            self._loss_check = (self._loss_check + 1) & 0xFFFF
+
+    def _settle(self, p: SentPacket, lost: bool) -> None:
+        p.settled = True
+        if p.reliable:
+            self._reliable_in_flight -= 1
+        c = self.counters
+        if lost:
+            c.packets_lost += 1
+            self.loss += 0.05 * (1.0 - self.loss)
+            if p.reliable:
+                self.cwnd = max(8.0, self.cwnd / 2)
+        else:
+            c.packets_acked += 1
+            self.loss -= 0.05 * self.loss
+            if self.cwnd < self.config.max_cwnd:
+                self.cwnd += 1.0 if self.cwnd < 256 else 1.0 / self.cwnd * 16
+
+    def _acked(self, out: Outgoing) -> None:
+        out.acked = True
+        group = out.group
+        group.remaining -= 1
+        stream = self._streams[out.group.channel << 2 | out.group.mode]
+        stream.in_flight.pop(out.seq, None)
+
+    def _update_rtt(self, sample: float) -> None:
+        # RFC 6298 section 2.
+        if self.srtt == 0.0:
+            self.srtt = sample
+            self.rttvar = sample / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - sample)
+            self.srtt = 0.875 * self.srtt + 0.125 * sample
+        self.rto = min(max(MIN_RTO, self.srtt + 4 * self.rttvar), self.config.secs_to_await_reply)
+
+    # --- housekeeping -------------------------------------------------------------
+
+    def timed_out(self, now: float) -> bool:
+        return now - self.last_received > self.config.peer_timeout
+
+    def next_timer(self, now: float) -> float:
+        """The next moment poll() has work to do (for callers that sleep between ticks)."""
+        if self._ack_pending or self._unreliable or self._ping_pending or self._active:
+            return now
+        t = self.last_sent + self.config.secs_between_peer_checks
+        t = min(t, self.last_received + self.config.peer_timeout)
+        while self._timers and (self._timers[0][2].acked
+                                or self._timers[0][2].due != self._timers[0][0]):
+            heapq.heappop(self._timers)
+        if self._timers:
+            t = min(t, self._timers[0][0])
+        return t
+
+    def close(self) -> None:
+        """Free reassembly memory held against the shared budget."""
+        for r in self._receivers.values():
+            self.budget.used -= r.release()
+
+    def stats(self, now: float) -> PeerStats:
+        c = self.counters
+        return PeerStats(
+            rtt=self.srtt, rtt_var=self.rttvar, rto=self.rto,
+            packet_loss=100.0 * self.loss,
+            bytes_in_per_sec=self._rate_in.value(now),
+            bytes_out_per_sec=self._rate_out.value(now),
+            messages_in_flight=self.in_flight(),
+            packets_sent=c.packets_sent, packets_received=c.packets_received,
+            bytes_sent=c.bytes_sent, bytes_received=c.bytes_received,
+            messages_sent=c.messages_sent, messages_received=c.messages_received,
+            messages_resent=c.messages_resent, messages_expired=c.messages_expired,
+            path=self.path,
+        )
+
+

@@ -1,0 +1,59 @@
+"""Every protocol constant, in one place.
+
+Numbers that come from measurements or standards say where they come from.
+"""
+
+from __future__ import annotations
+
+#: Two bytes that open every datagram of this protocol ("P2" for pygame p2p).
+PROTOCOL_ID = b"P2"
+#: Bumped whenever the wire format changes incompatibly; peers of other versions are ignored.
+PROTOCOL_VERSION = 1
+
+#: No datagram is ever larger than this. 1200 bytes fits any path MTU seen on the
+#: internet today without IP fragmentation (the same figure QUIC uses, RFC 9000 14.1).
+MAX_DATAGRAM = 1200
+
+#: Reserved peer name of the handshake server (the seed's _HS_SERVER_NAME).
+HS_SERVER_NAME = "_HANDSHAKE_SERVER"
+
+#: Default UDP port of the handshake server (the original's SERVER_PORT).
+DEFAULT_HANDSHAKE_PORT = 5160
+
+#: Longest peer / server name, in characters.
+MAX_NAME_LENGTH = 32
+
+#: Number of user channels (0 .. USER_CHANNELS-1); channel SYSTEM_CHANNEL carries engine traffic.
+USER_CHANNELS = 15
+SYSTEM_CHANNEL = 15
+
+#: Messages of one reliable stream that may be unacknowledged at once. It also bounds
+#: the receiver's buffer for that stream. Must stay below half the 16-bit sequence space.
+RELIABLE_WINDOW = 1024
+
+#: Size of a reliable message's piece when it is split into fragments.
+FRAGMENT_SIZE = 1100
+
+#: Bytes reserved at the end of each datagram for an authentication tag.
+TAG_SIZE = 8
+
+#: Lower bound of the retransmission timeout. RFC 6298 says 1 s for TCP; games on a
+#: frame clock need much less, and 50 ms is still above a 60 FPS frame plus jitter.
+MIN_RTO = 0.05
+
+#: Nonces used in the challenge-response and in punching.
+NONCE_SIZE = 16
+
+#: Registration token length (secret shared by the handshake server and the registrant).
+TOKEN_SIZE = 16
+
+#: How many punch datagrams one burst sends to each candidate address, and how far apart
+#: the bursts are. RakNet sends bursts too; several datagrams make one lost packet harmless.
+PUNCH_BURST = 3
+PUNCH_INTERVAL = 0.2
+
+#: How many copies of a disconnect notice are sent (it is not retransmitted).
+DISCONNECT_COPIES = 3
+
+#: Servers in one page of the server list: keeps every list reply smaller than a datagram.
+SERVER_LIST_PAGE = 24

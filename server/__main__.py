@@ -1,0 +1,46 @@
+"""``python -m server [--host 0.0.0.0] [--port 5160]``: run the handshake server."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from types import FrameType
+
+from framework.protocol.constants import DEFAULT_HANDSHAKE_PORT
+
+from .core import ServerConfig
+from .server import HandshakeServer
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m server",
+                                     description="Handshake server for pygame-p2p games.")
+    parser.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
+    parser.add_argument("--port", type=int, default=DEFAULT_HANDSHAKE_PORT,
+                        help=f"UDP port (default {DEFAULT_HANDSHAKE_PORT})")
+    parser.add_argument("--max-registrations", type=int, default=ServerConfig.max_registrations)
+    parser.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = ServerConfig(max_registrations=args.max_registrations)
+    try:
+        server = HandshakeServer(args.host, args.port, config)
+    except OSError as exc:
+        logging.getLogger("server").error("cannot bind %s:%d: %s", args.host, args.port, exc)
+        return 1
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        server.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

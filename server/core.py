@@ -1,0 +1,250 @@
+"""The handshake server's logic, pure: datagrams and a clock in, replies out.
+
+It keeps who is registered under which name, introduces a client to the server player
+it asks for (each side gets the other's public address as seen here and LAN address as
+reported, plus a fresh shared secret), and answers server-list queries. Everything is
+bounded: registrations in total and per source address, pending introductions, the
+size of every reply.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from framework.protocol.constants import HS_SERVER_NAME, NONCE_SIZE, SERVER_LIST_PAGE, TOKEN_SIZE
+from framework.protocol.errors import ProtocolError
+from framework.protocol.wire import ErrorCode, Kind, decode_control, encode_control, peek_kind
+
+log = logging.getLogger("server")
+
+Address = tuple[str, int]
+Reply = tuple[bytes, Address]
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Limits and timings of the handshake server."""
+
+    #: Registrations held at once; new names are refused beyond this.
+    max_registrations: int = 100_000
+    #: Registrations from one IP address (a household behind one NAT has a few players).
+    max_registrations_per_ip: int = 16
+    #: Shortest and longest registration validity a peer may ask for, in seconds.
+    min_reg_valid: float = 10.0
+    max_reg_valid: float = 300.0
+    #: Seconds an introduction stays valid (a repeated JOIN gets the same secret).
+    intro_valid: float = 30.0
+    #: Pending introductions held at once.
+    max_introductions: int = 100_000
+
+
+@dataclass(slots=True)
+class Registration:
+    name: str
+    public: Address
+    lan: Address
+    token: bytes
+    password_required: bool
+    expires: float
+
+
+@dataclass(slots=True)
+class Introduction:
+    nonce: bytes
+    expires: float
+
+
+@dataclass
+class ServerStats:
+    """Counts since start, for logs and benchmarks."""
+
+    received: int = 0
+    replies: int = 0
+    dropped: int = 0
+    registrations: int = 0
+    introductions: int = 0
+    expired: int = 0
+    by_kind: Counter[str] = field(default_factory=Counter)
+
+
+class HandshakeCore:
+    """Registrations, introductions and the server list."""
+
+    def __init__(self, config: ServerConfig | None = None,
+                 random_bytes: Callable[[int], bytes] | None = None) -> None:
+        if random_bytes is None:
+            raise ValueError("HandshakeCore needs a random_bytes source (os.urandom)")
+        self.config = config if config is not None else ServerConfig()
+        self._random = random_bytes
+        self.registrations: dict[str, Registration] = {}
+        self._per_ip: Counter[str] = Counter()
+        self._intros: dict[tuple[str, str, Address], Introduction] = {}
+        self._sorted_names: list[str] | None = None
+        self.stats = ServerStats()
+
+    # --- the boundary ---------------------------------------------------------------
+
+    def receive(self, data: bytes, source: Address, now: float) -> list[Reply]:
+        """Handle one datagram; returns the replies. Never raises for bad input."""
+        self.stats.received += 1
+        try:
+            kind = peek_kind(data)
+            if kind >= Kind.PUNCH or kind in (Kind.REGISTERED, Kind.REFRESHED, Kind.UNREGISTERED,
+                                              Kind.INTRODUCE, Kind.LIST_REPLY, Kind.HS_ERROR):
+                raise ProtocolError(f"{kind.name} is not a request")
+            fields = decode_control(kind, data)
+        except ProtocolError as exc:
+            self.stats.dropped += 1
+            log.debug("dropped datagram from %s: %s", source, exc)
+            return []
+        self.stats.by_kind[kind.name] += 1
+        replies = self._handle(kind, fields, source, now)
+        self.stats.replies += len(replies)
+        return replies
+
+    def _handle(self, kind: Kind, f: list[object], source: Address, now: float) -> list[Reply]:
+        rid = f[0]
+        assert isinstance(rid, int)
+        if kind is Kind.REGISTER:
+            return self._register(rid, f, source, now)
+        if kind is Kind.REFRESH:
+            return self._refresh(rid, f, source, now)
+        if kind is Kind.UNREGISTER:
+            return self._unregister(rid, f, source)
+        if kind is Kind.JOIN:
+            return self._join(rid, f, source, now)
+        if kind is Kind.LIST:
+            return self._list(rid, f, source)
+        return []  # pragma: no cover - receive() admits requests only
+
+    @staticmethod
+    def _error(rid: int, code: ErrorCode, message: str, to: Address) -> list[Reply]:
+        # Errors go back to the datagram's own source, never to an address it names.
+        return [(encode_control(Kind.HS_ERROR, [rid, int(code), message]), to)]
+
+    # --- requests -------------------------------------------------------------------
+
+    def _register(self, rid: int, f: list[object], source: Address, now: float) -> list[Reply]:
+        _, name, lan_host, lan_port, password_required, secs = f
+        assert isinstance(name, str) and isinstance(lan_host, str) and isinstance(lan_port, int)
+        assert isinstance(password_required, bool) and isinstance(secs, (int, float))
+        if name == HS_SERVER_NAME:
+            return self._error(rid, ErrorCode.BAD_NAME, f"{name!r} is reserved", source)
+        valid = min(max(float(secs), self.config.min_reg_valid), self.config.max_reg_valid)
+        reg = self.registrations.get(name)
+        if reg is not None and reg.expires > now:
+            if reg.public != source:
+                return self._error(rid, ErrorCode.NAME_TAKEN, f"the name {name!r} is taken",
+                                   source)
+            # The same player again (our earlier answer was lost): same token, fresh expiry.
+            reg.lan = (lan_host, lan_port)
+            reg.password_required = password_required
+            reg.expires = now + valid
+        else:
+            if reg is not None:
+                self._drop(reg)
+            if len(self.registrations) >= self.config.max_registrations:
+                return self._error(rid, ErrorCode.TOO_MANY, "the server is full", source)
+            if self._per_ip[source[0]] >= self.config.max_registrations_per_ip:
+                return self._error(rid, ErrorCode.TOO_MANY, "too many registrations from "
+                                   "your address", source)
+            reg = Registration(name, source, (lan_host, lan_port), self._random(TOKEN_SIZE),
+                               password_required, now + valid)
+            self.registrations[name] = reg
+            self._per_ip[source[0]] += 1
+            self._sorted_names = None
+            self.stats.registrations += 1
+            log.info("registered %r at %s:%d (LAN %s:%d)", name, *source, lan_host, lan_port)
+        return [(encode_control(Kind.REGISTERED, [rid, reg.token, source[0], source[1], valid]),
+                 source)]
+
+    def _owned(self, name: object, token: object, source: Address, now: float
+               ) -> Registration | None:
+        reg = self.registrations.get(name) if isinstance(name, str) else None
+        if reg is None or reg.expires <= now or reg.public != source:
+            return None
+        if not isinstance(token, bytes) or not hmac.compare_digest(reg.token, token):
+            return None
+        return reg
+
+    def _refresh(self, rid: int, f: list[object], source: Address, now: float) -> list[Reply]:
+        _, name, token = f
+        reg = self._owned(name, token, source, now)
+        if reg is None:
+            return self._error(rid, ErrorCode.NOT_REGISTERED, f"{name!r} is not registered "
+                               "to you", source)
+        valid = min(max(reg.expires - now, self.config.min_reg_valid), self.config.max_reg_valid)
+        reg.expires = now + valid
+        return [(encode_control(Kind.REFRESHED, [rid, valid]), source)]
+
+    def _unregister(self, rid: int, f: list[object], source: Address) -> list[Reply]:
+        _, name, token = f
+        reg = self._owned(name, token, source, float("-inf"))
+        if reg is None:
+            return []
+        self._drop(reg)
+        log.info("unregistered %r", reg.name)
+        return [(encode_control(Kind.UNREGISTERED, [rid]), source)] if rid else []
+
+    def _drop(self, reg: Registration) -> None:
+        if self.registrations.get(reg.name) is reg:
+            del self.registrations[reg.name]
+            self._sorted_names = None
+            self._per_ip[reg.public[0]] -= 1
+            if self._per_ip[reg.public[0]] <= 0:
+                del self._per_ip[reg.public[0]]
+
+    def _join(self, rid: int, f: list[object], source: Address, now: float) -> list[Reply]:
+        _, server, user, lan_host, lan_port = f
+        assert isinstance(server, str) and isinstance(user, str)
+        assert isinstance(lan_host, str) and isinstance(lan_port, int)
+        reg = self.registrations.get(server)
+        if reg is None or reg.expires <= now:
+            return self._error(rid, ErrorCode.NO_SUCH_SERVER, f"no server named {server!r}",
+                               source)
+        if user in (server, HS_SERVER_NAME):
+            return self._error(rid, ErrorCode.BAD_NAME, f"the name {user!r} cannot join",
+                               source)
+        key = (server, user, source)
+        intro = self._intros.get(key)
+        if intro is None or intro.expires <= now:
+            if len(self._intros) >= self.config.max_introductions:
+                return self._error(rid, ErrorCode.TOO_MANY, "the server is busy", source)
+            intro = Introduction(self._random(NONCE_SIZE), now + self.config.intro_valid)
+            self._intros[key] = intro
+            self.stats.introductions += 1
+            log.info("introducing %r (%s:%d) to %r", user, *source, server)
+        to_client = encode_control(Kind.INTRODUCE, [
+            rid, server, reg.public[0], reg.public[1], reg.lan[0], reg.lan[1],
+            reg.password_required, intro.nonce])
+        to_server = encode_control(Kind.INTRODUCE, [
+            0, user, source[0], source[1], lan_host, lan_port, reg.password_required,
+            intro.nonce])
+        return [(to_client, source), (to_server, reg.public)]
+
+    def _list(self, rid: int, f: list[object], source: Address) -> list[Reply]:
+        page = f[1]
+        assert isinstance(page, int)
+        if self._sorted_names is None:
+            self._sorted_names = sorted(self.registrations)
+        names = self._sorted_names
+        pages = max(1, -(-len(names) // SERVER_LIST_PAGE))
+        chunk = names[page * SERVER_LIST_PAGE:(page + 1) * SERVER_LIST_PAGE]
+        entries = [[n, self.registrations[n].password_required] for n in chunk
+                   if n in self.registrations]
+        return [(encode_control(Kind.LIST_REPLY, [rid, page, pages, entries]), source)]
+
+    # --- time -----------------------------------------------------------------------
+
+    def expire(self, now: float) -> None:
+        """Forget registrations and introductions whose time is up."""
+        for reg in [r for r in self.registrations.values() if r.expires <= now]:
+            self._drop(reg)
+            self.stats.expired += 1
+            log.info("registration of %r expired", reg.name)
+        for key in [k for k, i in self._intros.items() if i.expires <= now]:
+            del self._intros[key]

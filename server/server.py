@@ -1,0 +1,103 @@
+"""The handshake server's I/O: one thread, ``selectors``, one non-blocking UDP socket."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import selectors
+import socket
+import threading
+import time
+
+from .core import HandshakeCore, ServerConfig
+
+log = logging.getLogger("server")
+
+Address = tuple[str, int]
+#: Datagrams handled before the loop looks at the clock again.
+BATCH = 256
+EXPIRY_INTERVAL = 1.0
+
+
+class HandshakeServer:
+    """``HandshakeServer(host, port).serve_forever()``, or ``start()`` / ``stop()``."""
+
+    def __init__(self, host: str = "0.0.0.0", port: int = 5160,
+                 config: ServerConfig | None = None) -> None:
+        self.core = HandshakeCore(config, os.urandom)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._sock = socket.socket(family, socket.SOCK_DGRAM)
+        with contextlib.suppress(OSError):  # some systems refuse; the default still works
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self._sock.setblocking(False)
+        self._sock.bind((host, port))
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.send_errors = 0
+
+    @property
+    def address(self) -> Address:
+        host, port = self._sock.getsockname()[:2]
+        return (str(host), int(port))
+
+    def start(self) -> None:
+        """Serve in a background thread (for tests and embedding)."""
+        if self._thread is not None:
+            raise RuntimeError("already started")
+        self._thread = threading.Thread(target=self.serve_forever, name="handshake-server",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._stopping.set()
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def serve_forever(self) -> None:
+        """Serve in this thread until stop() (or Ctrl-C in the caller)."""
+        log.info("handshake server listening on %s:%d", *self.address)
+        sel = selectors.DefaultSelector()
+        sel.register(self._sock, selectors.EVENT_READ)
+        sel.register(self._wake_r, selectors.EVENT_READ)
+        next_expiry = time.monotonic() + EXPIRY_INTERVAL
+        try:
+            while not self._stopping.is_set():
+                timeout = max(0.0, next_expiry - time.monotonic())
+                for key, _ in sel.select(timeout):
+                    if key.fileobj is self._sock:
+                        self._drain()
+                now = time.monotonic()
+                if now >= next_expiry:
+                    self.core.expire(now)
+                    next_expiry = now + EXPIRY_INTERVAL
+        finally:
+            sel.close()
+            self._sock.close()
+            self._wake_r.close()
+            self._wake_w.close()
+            log.info("handshake server stopped")
+
+    def _drain(self) -> None:
+        sock = self._sock
+        core = self.core
+        while True:
+            now = time.monotonic()
+            for _ in range(BATCH):
+                try:
+                    data, addr = sock.recvfrom(2048)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:  # e.g. ConnectionResetError on Windows after ICMP
+                    continue
+                for reply, to in core.receive(data, (addr[0], addr[1]), now):
+                    try:
+                        sock.sendto(reply, to)
+                    except OSError:
+                        self.send_errors += 1
