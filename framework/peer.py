@@ -115,7 +115,8 @@ class Peer:
 
     def _bind(self, local: Address, toward: Address) -> Address:
         """Bind the socket (once); return the LAN address to tell the handshake server."""
-        if self._sock is None or (local != self._bound and local[1] != 0):
+        if (self._sock is None or self._bound is None or local[0] != self._bound[0]
+                or local[1] not in (0, self._sock.getsockname()[1])):
             if self._sock is not None:
                 self._sock.close()
             family = socket.AF_INET6 if ":" in local[0] else socket.AF_INET

@@ -1,0 +1,90 @@
+"""Helpers for tests with real sockets: a handshake server process, a frame loop."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+
+from framework import Peer, events
+
+ROOT = Path(__file__).resolve().parent.parent
+Address = tuple[str, int]
+
+
+@contextmanager
+def server_process(*extra: str) -> Iterator[tuple[subprocess.Popen[str], Address]]:
+    """Run ``python -m server`` on a free loopback port; yield it and its address."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", "0", *extra],
+        cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 30
+        address: Address | None = None
+        while address is None and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            m = re.search(r"listening on ([\d.]+):(\d+)", line)
+            if m:
+                address = (m.group(1), int(m.group(2)))
+        assert address is not None, "the handshake server did not start"
+        yield proc, address
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            proc.kill()
+
+
+class Recorder:
+    """Ticks peers and keeps every event each one produced, by peer."""
+
+    def __init__(self, *peers: Peer) -> None:
+        self.peers = list(peers)
+        self.log: dict[int, list[Any]] = {id(p): [] for p in peers}
+
+    def add(self, peer: Peer) -> None:
+        self.peers.append(peer)
+        self.log[id(peer)] = []
+
+    def tick(self, skip: Iterable[Peer] = ()) -> None:
+        skipped = {id(p) for p in skip}
+        for p in self.peers:
+            if id(p) not in skipped:
+                self.log[id(p)].extend(p.tick())
+
+    def run(self, until: Callable[[], bool], timeout: float = 10.0,
+            skip: Iterable[Peer] = ()) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.tick(skip)
+            if until():
+                return True
+            time.sleep(0.002)
+        return until()
+
+    def of(self, peer: Peer, etype: int) -> list[Any]:
+        return [e for e in self.log[id(peer)] if e.type == etype]
+
+    def has(self, peer: Peer, etype: int) -> bool:
+        return bool(self.of(peer, etype))
+
+    def names(self, peer: Peer) -> list[str]:
+        return [events.NAMES[e.type] for e in self.log[id(peer)]]
+
+    def clear(self) -> None:
+        for k in self.log:
+            self.log[k] = []
