@@ -50,6 +50,7 @@ class Registration:
     token: bytes
     password_required: bool
     expires: float
+    valid: float  # seconds granted, renewed by each refresh
 
 
 @dataclass(slots=True)
@@ -143,6 +144,7 @@ class HandshakeCore:
             # The same player again (our earlier answer was lost): same token, fresh expiry.
             reg.lan = (lan_host, lan_port)
             reg.password_required = password_required
+            reg.valid = valid
             reg.expires = now + valid
         else:
             if reg is not None:
@@ -153,7 +155,7 @@ class HandshakeCore:
                 return self._error(rid, ErrorCode.TOO_MANY, "too many registrations from "
                                    "your address", source)
             reg = Registration(name, source, (lan_host, lan_port), self._random(TOKEN_SIZE),
-                               password_required, now + valid)
+                               password_required, now + valid, valid)
             self.registrations[name] = reg
             self._per_ip[source[0]] += 1
             self._sorted_names = None
@@ -177,9 +179,8 @@ class HandshakeCore:
         if reg is None:
             return self._error(rid, ErrorCode.NOT_REGISTERED, f"{name!r} is not registered "
                                "to you", source)
-        valid = min(max(reg.expires - now, self.config.min_reg_valid), self.config.max_reg_valid)
-        reg.expires = now + valid
-        return [(encode_control(Kind.REFRESHED, [rid, valid]), source)]
+        reg.expires = now + reg.valid
+        return [(encode_control(Kind.REFRESHED, [rid, reg.valid]), source)]
 
     def _unregister(self, rid: int, f: list[object], source: Address) -> list[Reply]:
         _, name, token = f

@@ -26,7 +26,7 @@ def _default(obj: object) -> object:
         if obj.dtype.kind not in _ALLOWED_KINDS:
             raise TypeError(
                 f"numpy arrays of dtype {obj.dtype} cannot be sent (numeric dtypes only)")
-        arr = np.ascontiguousarray(obj)
+        arr = obj if obj.flags.c_contiguous else obj.copy(order="C")  # keeps 0-d arrays 0-d
         body = msgpack.packb([arr.dtype.str, list(arr.shape), arr.tobytes()], use_bin_type=True)
         return msgpack.ExtType(NUMPY_EXT, body)
     if isinstance(obj, np.generic):
@@ -61,7 +61,7 @@ def _ext_hook(code: int, data: bytes) -> object:
         count *= n
     if count * dtype.itemsize != len(raw):
         raise ProtocolError("numpy data size does not match shape")
-    return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+    return np.frombuffer(raw, dtype=dtype).reshape(tuple(shape)).copy()
 
 
 def encode_value(value: object) -> bytes:

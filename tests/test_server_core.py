@@ -1,0 +1,162 @@
+"""The handshake server's pure core, and the real server's shell."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+from framework.protocol.wire import ErrorCode, Kind, decode_control, encode_control, peek_kind
+from server import HandshakeCore, HandshakeServer, ServerConfig
+from tests.fakenet import seeded_bytes
+
+A = ("198.51.100.7", 4000)
+B = ("198.51.100.8", 4001)
+C = ("203.0.113.9", 5555)
+
+
+def core(**kw: object) -> HandshakeCore:
+    return HandshakeCore(ServerConfig(**kw), seeded_bytes(1))  # type: ignore[arg-type]
+
+
+def ask(c: HandshakeCore, kind: Kind, fields: list[object], src: tuple[str, int],
+        now: float = 0.0) -> list[tuple[Kind, list[object], tuple[str, int]]]:
+    out = []
+    for data, to in c.receive(encode_control(kind, fields), src, now):
+        k = peek_kind(data)
+        out.append((k, decode_control(k, data), to))
+    return out
+
+
+def register(c: HandshakeCore, name: str, src: tuple[str, int], now: float = 0.0,
+             pw: bool = False) -> bytes:
+    [(kind, f, to)] = ask(c, Kind.REGISTER, [1, name, "10.0.0.5", 7000, pw, 60.0], src, now)
+    assert kind is Kind.REGISTERED and to == src
+    assert f[2:4] == [src[0], src[1]]  # the public address as the server saw it
+    token = f[1]
+    assert isinstance(token, bytes)
+    return token
+
+
+def test_register_refresh_unregister_need_the_token_and_address() -> None:
+    c = core()
+    token = register(c, "arena", A)
+    assert register(c, "arena", A) == token  # a repeat from the registrant: same token
+    [(k, f, _)] = ask(c, Kind.REGISTER, [2, "arena", "x", 1, False, 60.0], B)
+    assert k is Kind.HS_ERROR and f[1] == ErrorCode.NAME_TAKEN
+    # knowing the name is not enough: a stranger cannot refresh or drop it
+    [(k, f, _)] = ask(c, Kind.REFRESH, [3, "arena", token], B)
+    assert k is Kind.HS_ERROR
+    [(k, f, _)] = ask(c, Kind.REFRESH, [3, "arena", b"\x00" * 16], A)
+    assert k is Kind.HS_ERROR
+    assert ask(c, Kind.UNREGISTER, [4, "arena", b"\x00" * 16], A) == []
+    assert ask(c, Kind.UNREGISTER, [4, "arena", token], B) == []
+    assert "arena" in c.registrations
+    [(k, f, _)] = ask(c, Kind.REFRESH, [5, "arena", token], A)
+    assert k is Kind.REFRESHED
+    [(k, f, _)] = ask(c, Kind.UNREGISTER, [6, "arena", token], A)
+    assert k is Kind.UNREGISTERED and "arena" not in c.registrations
+
+
+def test_registrations_expire_unless_refreshed() -> None:
+    c = core()
+    token = register(c, "a", A, now=0.0)
+    register(c, "b", B, now=0.0)
+    ask(c, Kind.REFRESH, [1, "a", token], A, now=50.0)
+    c.expire(61.0)
+    assert set(c.registrations) == {"a"}
+    c.expire(111.0)
+    assert c.registrations == {}
+    assert c.stats.expired == 2
+    register(c, "b", C, now=112.0)  # an expired name is free again
+
+
+def test_caps_in_total_and_per_address() -> None:
+    c = core(max_registrations=5, max_registrations_per_ip=3)
+    for i in range(3):
+        register(c, f"a{i}", ("198.51.100.1", 1000 + i))
+    [(k, f, _)] = ask(c, Kind.REGISTER, [1, "a3", "", 0, False, 60.0], ("198.51.100.1", 2000))
+    assert k is Kind.HS_ERROR and f[1] == ErrorCode.TOO_MANY
+    register(c, "b0", ("198.51.100.2", 1))
+    register(c, "b1", ("198.51.100.3", 1))
+    [(k, f, _)] = ask(c, Kind.REGISTER, [1, "b2", "", 0, False, 60.0], ("198.51.100.4", 1))
+    assert k is Kind.HS_ERROR and f[1] == ErrorCode.TOO_MANY
+    assert len(c.registrations) == 5
+
+
+def test_reserved_name_and_validity_bounds() -> None:
+    c = core()
+    [(k, f, _)] = ask(c, Kind.REGISTER, [1, "_HANDSHAKE_SERVER", "", 0, False, 60.0], A)
+    assert k is Kind.HS_ERROR and f[1] == ErrorCode.BAD_NAME
+    [(k, f, _)] = ask(c, Kind.REGISTER, [1, "short", "", 0, False, 0.001], A)
+    assert f[4] == 10.0  # clamped to the minimum
+    [(k, f, _)] = ask(c, Kind.REGISTER, [1, "long", "", 0, False, 99999.0], B)
+    assert f[4] == 300.0
+
+
+def test_join_introduces_both_sides_with_public_and_lan_addresses() -> None:
+    c = core()
+    register(c, "arena", A, pw=True)
+    replies = ask(c, Kind.JOIN, [7, "arena", "alice", "192.168.0.9", 6000], B)
+    assert len(replies) == 2
+    (k1, to_client, dst1), (k2, to_server, dst2) = replies
+    assert k1 is k2 is Kind.INTRODUCE and dst1 == B and dst2 == A
+    assert to_client[:8] == [7, "arena", A[0], A[1], "10.0.0.5", 7000, True, to_client[7]]
+    assert to_server[:7] == [0, "alice", B[0], B[1], "192.168.0.9", 6000, True]
+    assert to_client[7] == to_server[7] and len(to_client[7]) == 16  # the shared secret
+    again = ask(c, Kind.JOIN, [8, "arena", "alice", "192.168.0.9", 6000], B)
+    assert again[0][1][7] == to_client[7]  # a repeated join keeps the same secret
+    [(k, f, to)] = ask(c, Kind.JOIN, [9, "nobody", "alice", "", 0], B)
+    assert k is Kind.HS_ERROR and f[1] == ErrorCode.NO_SUCH_SERVER and to == B
+    [(k, f, _)] = ask(c, Kind.JOIN, [9, "arena", "arena", "", 0], B)
+    assert k is Kind.HS_ERROR and f[1] == ErrorCode.BAD_NAME
+
+
+def test_server_list_is_paged_and_every_reply_fits_a_datagram() -> None:
+    c = core()
+    for i in range(100):
+        register(c, f"{'n' * 28}{i:03d}", (f"198.51.100.{i}", 1), pw=i % 2 == 0)
+    names: list[str] = []
+    page, pages = 0, 1
+    while page < pages:
+        replies = c.receive(encode_control(Kind.LIST, [1, page]), A, 0.0)
+        [(data, _)] = replies
+        assert len(data) <= 1200
+        f = decode_control(Kind.LIST_REPLY, data)
+        pages = f[2]
+        names += [e[0] for e in f[3]]
+        page += 1
+    assert names == sorted(c.registrations) and len(names) == 100
+
+
+def test_non_requests_and_junk_are_dropped_silently() -> None:
+    c = core()
+    for data in [b"", b"junk", encode_control(Kind.REGISTERED, [1, b"t" * 16, "h", 1, 1.0]),
+                 encode_control(Kind.PUNCH, ["a", "b", b"p" * 8]), b"P2\x01\x01\x93"]:
+        assert c.receive(data, A, 0.0) == []
+    assert c.stats.dropped == 5
+
+
+def test_server_shell_serves_and_stops() -> None:
+    srv = HandshakeServer("127.0.0.1", 0)
+    srv.start()
+    try:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(5)
+        s.sendto(encode_control(Kind.LIST, [42, 0]), srv.address)
+        data, _ = s.recvfrom(2048)
+        assert decode_control(Kind.LIST_REPLY, data)[:3] == [42, 0, 1]
+        s.close()
+    finally:
+        srv.stop()
+
+
+def test_importing_server_never_imports_pygame() -> None:
+    code = "import sys, server, server.__main__; assert 'pygame' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_server_command_line_help() -> None:
+    out = subprocess.run([sys.executable, "-m", "server", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "--port" in out and "5160" in out
