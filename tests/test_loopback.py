@@ -239,8 +239,8 @@ def test_ten_thousand_hostile_datagrams_change_nothing() -> None:
             encode_control(Kind.LIST, [3, 0]),
             encode_control(Kind.REFRESH, [4, "target", bytes(16)]),
             encode_control(Kind.UNREGISTER, [5, "target", bytes(16)]),
-            encode_control(Kind.HELLO, ["evil", "target", bytes(16), bytes(8)]),
-            encode_control(Kind.DISCONNECT, ["bye"]),
+            encode_control(Kind.HELLO, ["evil", "target", bytes(16), bytes(16)]),
+            encode_control(Kind.REJECT, [8, "wrong password", bytes(16)]),
             b"P2\x01\x27" + bytes(8) + b"\x91\x94\x03\x00\x01\xa1x",
         ]
         rec.clear()

@@ -31,12 +31,11 @@ SAMPLES: dict[Kind, list[Any]] = {
     Kind.HS_ERROR: [6, 3, "no server named 'x'"],
     Kind.PUNCH: ["alice", "host", b"p" * 8],
     Kind.PUNCH_ACK: ["host", "alice", b"p" * 8],
-    Kind.HELLO: ["alice", "host", b"c" * 16, b"p" * 8],
-    Kind.CHALLENGE: [b"s" * 16, True],
+    Kind.HELLO: ["alice", "host", b"c" * 16, b"m" * 16],
+    Kind.CHALLENGE: [b"s" * 16, True, b"m" * 16],
     Kind.AUTH: [b"a" * 32],
     Kind.WELCOME: [b"w" * 32],
-    Kind.REJECT: [8, "wrong password"],
-    Kind.DISCONNECT: ["quit"],
+    Kind.REJECT: [8, "wrong password", b"m" * 16],
 }
 
 

@@ -11,7 +11,9 @@ put again into later packets when their retransmission timeout (RFC 6298) expire
 
 from __future__ import annotations
 
+import hashlib
 import heapq
+import hmac
 import logging
 import math
 from collections import deque
@@ -168,8 +170,18 @@ class Connection:
 
     def __init__(self, config: ConnectionConfig, now: float,
                  budget: ReassemblyBudget | None = None, path: str = "direct",
-                 initial_rtt: float | None = None) -> None:
+                 initial_rtt: float | None = None, key: bytes | None = None,
+                 send_label: bytes = b"", recv_label: bytes = b"") -> None:
         self.config = config
+        # Authentication: every datagram ends with an 8-byte keyed BLAKE2b tag over a
+        # direction label, the full 64-bit packet number and the datagram. The label stops
+        # a datagram from being reflected back to its sender; the full number (the wire
+        # has its low 16 bits) stops replays even after the sequence wraps.
+        self._key = key
+        self._send_label = send_label
+        self._recv_label = recv_label
+        self._sent_full = 0  # full number of the next packet we send
+        self._recv_full = -1  # highest full number received
         self.path = path
         self.budget = budget if budget is not None else ReassemblyBudget(64 << 20)
         self._seq = 0
@@ -429,22 +441,48 @@ class Connection:
         array = bytes((144 | n,)) if n < 16 else b"\xdc" + n.to_bytes(2, "big")
         data = DATA_HEADER.pack(_DATA_PREFIX[:2], _DATA_PREFIX[2], _DATA_PREFIX[3], seq, ack,
                                 ack_bits) + array + b"".join(batch)
+        if self._key is not None:
+            data += self._tag(self._send_label, self._sent_full, data)
+        self._sent_full += 1
         slot = seq % _SENT_BUFFER
         old = self._sent[slot]
         if old is not None and not old.settled:
             self._settle(old, lost=True)
         # An ack-only packet makes the other side send nothing back: never count it lost.
-        self._sent[slot] = SentPacket(seq, now, len(data) + TAG_SIZE, reliable,
-                                      settled=not batch)
+        self._sent[slot] = SentPacket(seq, now, len(data), reliable, settled=not batch)
         if reliable:
             self._reliable_in_flight += 1
         self._ack_pending = False
         self.last_sent = now
         c = self.counters
         c.packets_sent += 1
-        c.bytes_sent += len(data) + TAG_SIZE
-        self._rate_out.add(len(data) + TAG_SIZE, now)
+        c.bytes_sent += len(data)
+        self._rate_out.add(len(data), now)
         return data
+
+    def _tag(self, label: bytes, number: int, data: bytes) -> bytes:
+        assert self._key is not None
+        h = hashlib.blake2b(label, key=self._key, digest_size=TAG_SIZE)
+        h.update(number.to_bytes(8, "big"))
+        h.update(data)
+        return h.digest()
+
+    def _authenticate(self, data: bytes, seq: int) -> tuple[bytes, int]:
+        """Check the tag; return the datagram without it and its full packet number."""
+        if len(data) < DATA_HEADER_SIZE + TAG_SIZE:
+            raise ProtocolError("DATA too short for its tag")
+        expected = self._recv_full + 1
+        full = (expected & ~0xFFFF) | seq
+        if full < expected - 0x8000:
+            full += 0x10000
+        elif full > expected + 0x8000 and full >= 0x10000:
+            full -= 0x10000
+        body, tag = data[:-TAG_SIZE], data[-TAG_SIZE:]
+        if not hmac.compare_digest(self._tag(self._recv_label, full, body), tag):
+            raise ProtocolError("DATA with a bad authentication tag")
+        if full <= self._recv_full - _SENT_BUFFER:
+            raise ProtocolError("DATA too old to tell from a replay")
+        return body, full
 
     # --- receiving ----------------------------------------------------------------
 
@@ -454,9 +492,13 @@ class Connection:
         Raises ProtocolError, before changing any state, when the datagram is malformed
         or would overrun the reassembly limits; the caller drops and counts it.
         """
-        if len(data) < DATA_HEADER_SIZE:
+        size = len(data)
+        if size < DATA_HEADER_SIZE:
             raise ProtocolError("DATA shorter than its header")
         _, _, _, seq, ack, bits = DATA_HEADER.unpack_from(data)
+        full = -1
+        if self._key is not None:
+            data, full = self._authenticate(data, seq)
         try:
             items = msgpack.unpackb(data[DATA_HEADER_SIZE:], ext_hook=_ext_hook, raw=False,
                                     strict_map_key=False, use_list=True)
@@ -474,10 +516,11 @@ class Connection:
         self.last_received = now
         c = self.counters
         c.packets_received += 1
-        c.bytes_received += len(data) + TAG_SIZE
-        self._rate_in.add(len(data) + TAG_SIZE, now)
+        c.bytes_received += size
+        self._rate_in.add(size, now)
         if duplicate:
             return []
+        self._recv_full = max(self._recv_full, full)
         self._record(seq)
         if parsed:
             self._ack_pending = True

@@ -36,6 +36,12 @@ def proof(key: bytes, label: bytes, *parts: bytes) -> bytes:
     return mac.digest()
 
 
+def intro_mac(intro_nonce: bytes, label: bytes, *parts: bytes) -> bytes:
+    """A 16-byte MAC under the introduction secret, which only the two introduced peers
+    (and the handshake server) know: it authenticates the handshake's unproven packets."""
+    return proof(introduction_key(intro_nonce), label, *parts)[:16]
+
+
 def punch_id(intro_nonce: bytes) -> bytes:
     """An 8-byte value both introduced peers can compute and strangers cannot."""
     return hashlib.blake2b(intro_nonce, digest_size=8, person=b"p2p-punch").digest()

@@ -50,6 +50,7 @@ SYS_PEERS = 1
 SYS_FORWARD = 2
 SYS_FORWARDED = 3
 SYS_FORWARD_FAILED = 4
+SYS_BYE = 5
 
 
 class Role(enum.Enum):
@@ -622,8 +623,9 @@ class Session:
         assert remote.address is not None and self._name is not None
         remote.next_resend = now + self.config.secs_to_await_reply
         if not remote.server_nonce:
+            mac = crypto.intro_mac(remote.intro_nonce, b"hello", remote.client_nonce)
             data = encode_control(Kind.HELLO, [self._name, remote.name, remote.client_nonce,
-                                               remote.punch_id])
+                                               mac])
         else:
             data = encode_control(Kind.AUTH, [self._client_proof(remote)])
             self._mark_sent(remote, now)
@@ -675,8 +677,6 @@ class Session:
             self._on_welcome(fields, address, now)
         elif kind is Kind.REJECT:
             self._on_reject(fields, address)
-        elif kind is Kind.DISCONNECT:
-            self._on_disconnect(fields, address, now)
         else:  # pragma: no cover - every peer kind is handled above
             raise ProtocolError(f"unexpected {kind.name}")
 
@@ -704,10 +704,11 @@ class Session:
             self._send_handshake(remote, now)
 
     def _on_hello(self, fields: list[Any], address: Address, now: float) -> None:
-        user, server, client_nonce, pid = fields
+        user, server, client_nonce, mac = fields
         remote = self._remotes.get(user)
         if (self.role is not Role.SERVER or server != self._name or remote is None
-                or pid != remote.punch_id):
+                or not crypto.verify(crypto.intro_mac(remote.intro_nonce, b"hello",
+                                                      client_nonce), mac)):
             raise ProtocolError("HELLO from a client that was not introduced")
         if remote.state is PeerState.CONNECTED:
             raise ProtocolError("HELLO from a client already in the session")
@@ -721,15 +722,21 @@ class Session:
         remote.address = address
         remote.path = next((p for a, p in remote.candidates if a == address), "direct")
         remote.state = PeerState.HANDSHAKE
+        mac = crypto.intro_mac(remote.intro_nonce, b"challenge", client_nonce,
+                               remote.server_nonce, bytes([self._password_required]))
         self._send(encode_control(Kind.CHALLENGE, [remote.server_nonce,
-                                                   self._password_required]), address)
+                                                   self._password_required, mac]), address)
 
     def _on_challenge(self, fields: list[Any], address: Address, now: float) -> None:
-        server_nonce, password_required = fields
+        server_nonce, password_required, mac = fields
         remote = self._remotes.get(self._server_name or "")
         if (self.role is not Role.CLIENT or remote is None or remote.address != address
                 or remote.state is not PeerState.HANDSHAKE):
             raise ProtocolError("unexpected CHALLENGE")
+        expected = crypto.intro_mac(remote.intro_nonce, b"challenge", remote.client_nonce,
+                                    server_nonce, bytes([password_required]))
+        if not crypto.verify(expected, mac):
+            raise ProtocolError("CHALLENGE with a bad MAC")
         if password_required and self._key is None:
             self._remove(remote, quiet=True)
             self._error(f"{remote.name!r} needs a password")
@@ -749,8 +756,7 @@ class Session:
             raise ProtocolError("AUTH from an address without a challenge")
         if not crypto.verify(self._client_proof(remote), fields[0]):
             log.info("wrong password from %s at %s", remote.name, address)
-            self._send(encode_control(Kind.REJECT, [ErrorCode.WRONG_PASSWORD, "wrong password"]),
-                       address)
+            self._send(self._reject(remote, ErrorCode.WRONG_PASSWORD, "wrong password"), address)
             self._remove(remote, quiet=True)
             self._emit(ev.PeerConnectionFailed(remote.name))
             return
@@ -778,41 +784,58 @@ class Session:
         self._emit(ev.ConfirmedAsClient(address))
         self._peers_changed()
 
+    @staticmethod
+    def _reject(remote: _Remote, code: ErrorCode, message: str) -> bytes:
+        mac = crypto.intro_mac(remote.intro_nonce, b"reject", remote.client_nonce,
+                               remote.server_nonce, int(code).to_bytes(2, "big"),
+                               message.encode())
+        return encode_control(Kind.REJECT, [int(code), message, mac])
+
     def _on_reject(self, fields: list[Any], address: Address) -> None:
-        _code, message = fields
+        code, message, mac = fields
         remote = self._remotes.get(self._server_name or "")
         if self.role is not Role.CLIENT or remote is None or remote.address != address:
             raise ProtocolError("unexpected REJECT")
+        expected = crypto.intro_mac(remote.intro_nonce, b"reject", remote.client_nonce,
+                                    remote.server_nonce, int(code).to_bytes(2, "big"),
+                                    message.encode())
+        if not crypto.verify(expected, mac):
+            raise ProtocolError("REJECT with a bad MAC")
         self._error(f"{remote.name!r} refused us: {message}")
         self._terminate(message)
 
-    def _on_disconnect(self, fields: list[Any], address: Address, now: float) -> None:
-        remote = self._by_addr.get(address)
-        if remote is None:
-            if self._recently_departed(address, now):
-                return
-            raise ProtocolError("DISCONNECT from an address not in the session")
-        reason = fields[0]
-        log.info("%s left: %s", remote.name, reason)
+    def _on_bye(self, remote: _Remote, reason: object) -> None:
+        text = str(reason)[:200]
+        log.info("%s left: %s", remote.name, text)
         if self.role is Role.CLIENT:
-            self._terminate(f"the server player left ({reason})")
+            self._terminate(f"the server player left ({text})")
         else:
             self._remove(remote)
 
     def _send_disconnect(self, remote: _Remote, reason: str) -> None:
-        if remote.address is None:
+        """Tell a peer we are leaving: a few authenticated copies, sent at once."""
+        conn = remote.connection
+        if remote.address is None or conn is None:
             return
-        data = encode_control(Kind.DISCONNECT, [reason])
+        bye = encode_value([SYS_BYE, reason])
         for _ in range(DISCONNECT_COPIES):
-            self._send(data, remote.address)
+            conn.send(Delivery.UNRELIABLE, SYSTEM_CHANNEL, bye)
+            for data in conn.poll(self._now):
+                self._send(data, remote.address)
 
     # connected peers -----------------------------------------------------------------
 
     def _connect(self, remote: _Remote, now: float) -> None:
         assert remote.address is not None
         remote.state = PeerState.CONNECTED
+        client, server = (self._name or "", remote.name) if self.role is Role.CLIENT \
+            else (remote.name, self._name or "")
+        key = crypto.proof(self._session_key(remote), b"session-key",
+                           *self._transcript(remote, client, server))
+        mine, theirs = (b"c2s", b"s2c") if self.role is Role.CLIENT else (b"s2c", b"c2s")
         remote.connection = Connection(self._conn_config, now, self._budget, remote.path,
-                                       initial_rtt=self._handshake_rtt(remote, now))
+                                       initial_rtt=self._handshake_rtt(remote, now),
+                                       key=key, send_label=mine, recv_label=theirs)
         self._by_addr[remote.address] = remote
         log.info("connected to %s at %s (%s)", remote.name, remote.address, remote.path)
 
@@ -943,6 +966,8 @@ class Session:
             self._on_forward(remote, msg)
         elif kind == SYS_FORWARDED and self.role is Role.CLIENT and len(msg) == 6:
             self._on_forwarded(msg)
+        elif kind == SYS_BYE and len(msg) == 2:
+            self._on_bye(remote, msg[1])
         elif kind == SYS_FORWARD_FAILED and self.role is Role.CLIENT and len(msg) == 3:
             _, message_id, to = msg
             self._emit(ev.ReliableMessageTimeout(self._packet_data(

@@ -50,7 +50,6 @@ class Kind(enum.IntEnum):
     WELCOME = 37
     REJECT = 38
     DATA = 39
-    DISCONNECT = 40
 
 
 KIND_VALUES = frozenset(int(k) for k in Kind)
@@ -106,6 +105,7 @@ PROOF = _blob(32)
 PUNCH_ID = _blob(8)
 SECONDS: Validator = lambda v: type(v) in (int, float) and 0 <= v < 1e6  # noqa: E731
 MESSAGE = _text(200)
+MAC = _blob(16)
 
 
 def _server_entries(v: Any) -> bool:
@@ -133,12 +133,11 @@ SCHEMAS: dict[Kind, tuple[Validator, ...]] = {
     Kind.HS_ERROR: (U32, U16, MESSAGE),
     Kind.PUNCH: (valid_name, valid_name, PUNCH_ID),
     Kind.PUNCH_ACK: (valid_name, valid_name, PUNCH_ID),
-    Kind.HELLO: (valid_name, valid_name, NONCE, PUNCH_ID),
-    Kind.CHALLENGE: (NONCE, BOOL),
+    Kind.HELLO: (valid_name, valid_name, NONCE, MAC),
+    Kind.CHALLENGE: (NONCE, BOOL, MAC),
     Kind.AUTH: (PROOF,),
     Kind.WELCOME: (PROOF,),
-    Kind.REJECT: (U16, MESSAGE),
-    Kind.DISCONNECT: (MESSAGE,),
+    Kind.REJECT: (U16, MESSAGE, MAC),
 }
 
 
