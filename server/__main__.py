@@ -20,13 +20,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
     parser.add_argument("--port", type=int, default=DEFAULT_HANDSHAKE_PORT,
                         help=f"UDP port (default {DEFAULT_HANDSHAKE_PORT})")
-    parser.add_argument("--max-registrations", type=int, default=ServerConfig.max_registrations)
+    parser.add_argument("--max-registrations", type=int, default=ServerConfig.max_registrations,
+                        help="registrations held at once (default %(default)s)")
+    parser.add_argument("--no-relay", action="store_true",
+                        help="never relay traffic for players whose hole punching failed")
+    parser.add_argument("--relay-rate", type=int, default=ServerConfig.relay_bytes_per_sec,
+                        help="bytes per second one relay may forward (default %(default)s)")
+    parser.add_argument("--relay-duration", type=float,
+                        default=ServerConfig.relay_max_duration,
+                        help="seconds a relay may live (default %(default)s)")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = ServerConfig(max_registrations=args.max_registrations)
+    config = ServerConfig(max_registrations=args.max_registrations, relay=not args.no_relay,
+                          relay_bytes_per_sec=args.relay_rate,
+                          relay_max_duration=args.relay_duration)
     try:
         server = HandshakeServer(args.host, args.port, config)
     except OSError as exc:

@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 
 from framework.protocol.constants import HS_SERVER_NAME, NONCE_SIZE, SERVER_LIST_PAGE, TOKEN_SIZE
 from framework.protocol.errors import ProtocolError
-from framework.protocol.wire import ErrorCode, Kind, decode_control, encode_control, peek_kind
+from framework.protocol.wire import (
+    ErrorCode,
+    Kind,
+    decode_control,
+    decode_relay,
+    encode_control,
+    peek_kind,
+)
 
 log = logging.getLogger("server")
 
@@ -40,6 +47,17 @@ class ServerConfig:
     intro_valid: float = 30.0
     #: Pending introductions held at once.
     max_introductions: int = 100_000
+    #: Relay traffic between introduced players whose hole punching failed.
+    relay: bool = True
+    #: Relays at once, in total and per source IP address.
+    max_relays: int = 1000
+    max_relays_per_ip: int = 8
+    #: Bytes per second one relay forwards (both directions together); twice that may
+    #: pass in a burst. 64 KiB/s carries any game this engine is meant for.
+    relay_bytes_per_sec: int = 64 * 1024
+    #: Seconds a relay may live, and may stay unused, before it is closed.
+    relay_max_duration: float = 4 * 3600.0
+    relay_idle_timeout: float = 60.0
 
 
 @dataclass(slots=True)
@@ -59,6 +77,21 @@ class Introduction:
     expires: float
 
 
+@dataclass(slots=True)
+class Relay:
+    """Traffic forwarding between one server player and one client."""
+
+    relay_id: bytes
+    server_end: Address
+    client_end: Address
+    created: float
+    last_used: float
+    tokens: float
+    stamp: float
+    forwarded: int = 0
+    dropped: int = 0
+
+
 @dataclass
 class ServerStats:
     """Counts since start, for logs and benchmarks."""
@@ -69,6 +102,9 @@ class ServerStats:
     registrations: int = 0
     introductions: int = 0
     expired: int = 0
+    relayed_packets: int = 0
+    relayed_bytes: int = 0
+    relay_dropped: int = 0
     by_kind: Counter[str] = field(default_factory=Counter)
 
 
@@ -84,6 +120,10 @@ class HandshakeCore:
         self.registrations: dict[str, Registration] = {}
         self._per_ip: Counter[str] = Counter()
         self._intros: dict[tuple[str, str, Address], Introduction] = {}
+        self._intro_clients: dict[tuple[str, str], Address] = {}  # newest client address
+        self.relays: dict[bytes, Relay] = {}
+        self._relay_of_pair: dict[tuple[Address, Address], bytes] = {}
+        self._relays_per_ip: Counter[str] = Counter()
         self._sorted_names: list[str] | None = None
         self.stats = ServerStats()
 
@@ -94,8 +134,11 @@ class HandshakeCore:
         self.stats.received += 1
         try:
             kind = peek_kind(data)
+            if kind is Kind.RELAY:
+                return self._relay(data, source, now)
             if kind >= Kind.PUNCH or kind in (Kind.REGISTERED, Kind.REFRESHED, Kind.UNREGISTERED,
-                                              Kind.INTRODUCE, Kind.LIST_REPLY, Kind.HS_ERROR):
+                                              Kind.INTRODUCE, Kind.LIST_REPLY, Kind.HS_ERROR,
+                                              Kind.RELAY_READY):
                 raise ProtocolError(f"{kind.name} is not a request")
             fields = decode_control(kind, data)
         except ProtocolError as exc:
@@ -120,6 +163,8 @@ class HandshakeCore:
             return self._join(rid, f, source, now)
         if kind is Kind.LIST:
             return self._list(rid, f, source)
+        if kind is Kind.RELAY_REQUEST:
+            return self._relay_request(rid, f, source, now)
         return []  # pragma: no cover - receive() admits requests only
 
     @staticmethod
@@ -217,6 +262,7 @@ class HandshakeCore:
                 return self._error(rid, ErrorCode.TOO_MANY, "the server is busy", source)
             intro = Introduction(self._random(NONCE_SIZE), now + self.config.intro_valid)
             self._intros[key] = intro
+            self._intro_clients[(server, user)] = source
             self.stats.introductions += 1
             log.info("introducing %r (%s:%d) to %r", user, *source, server)
         to_client = encode_control(Kind.INTRODUCE, [
@@ -239,6 +285,86 @@ class HandshakeCore:
                    if n in self.registrations]
         return [(encode_control(Kind.LIST_REPLY, [rid, page, pages, entries]), source)]
 
+    # --- relay ------------------------------------------------------------------------
+
+    def _relay_request(self, rid: int, f: list[object], source: Address, now: float
+                       ) -> list[Reply]:
+        _, server, client = f
+        assert isinstance(server, str) and isinstance(client, str)
+        if not self.config.relay:
+            return self._error(rid, ErrorCode.RELAY_DISABLED, "this server does not relay",
+                               source)
+        reg = self.registrations.get(server)
+        client_end = self._intro_clients.get((server, client))
+        intro = self._intros.get((server, client, client_end)) if client_end else None
+        if (reg is None or client_end is None or intro is None or intro.expires <= now
+                or source not in (reg.public, client_end)):
+            # Only the two players of a live introduction may ask, each from its own address.
+            return self._error(rid, ErrorCode.NOT_INTRODUCED, "no introduction to relay",
+                               source)
+        pair = (reg.public, client_end)
+        relay_id = self._relay_of_pair.get(pair)
+        if relay_id is None or relay_id not in self.relays:
+            ips = {reg.public[0], client_end[0]}
+            if (len(self.relays) >= self.config.max_relays
+                    or any(self._relays_per_ip[ip] >= self.config.max_relays_per_ip
+                           for ip in ips)):
+                return self._error(rid, ErrorCode.TOO_MANY, "no relay free", source)
+            relay_id = self._random(8)
+            self.relays[relay_id] = Relay(relay_id, reg.public, client_end, now, now,
+                                          float(self.config.relay_bytes_per_sec), now)
+            self._relay_of_pair[pair] = relay_id
+            for ip in ips:
+                self._relays_per_ip[ip] += 1
+            log.info("relaying between %r (%s:%d) and %r (%s:%d)", server, *reg.public,
+                     client, *client_end)
+        if source == reg.public:
+            mine, other, other_end = client, server, client_end
+        else:
+            mine, other, other_end = server, client, reg.public
+        return [(encode_control(Kind.RELAY_READY, [rid, relay_id, mine]), source),
+                (encode_control(Kind.RELAY_READY, [0, relay_id, other]), other_end)]
+
+    def _relay(self, data: bytes, source: Address, now: float) -> list[Reply]:
+        try:
+            relay_id, _ = decode_relay(data)
+        except ProtocolError:
+            self.stats.dropped += 1
+            return []
+        relay = self.relays.get(relay_id)
+        if relay is None:
+            self.stats.relay_dropped += 1
+            return []
+        if source == relay.server_end:
+            to = relay.client_end
+        elif source == relay.client_end:
+            to = relay.server_end
+        else:
+            # Not one of the two players: no one can inject into a relay they are not in.
+            self.stats.relay_dropped += 1
+            return []
+        rate = float(self.config.relay_bytes_per_sec)
+        relay.tokens = min(2 * rate, relay.tokens + (now - relay.stamp) * rate)
+        relay.stamp = now
+        if relay.tokens < len(data):
+            relay.dropped += 1
+            self.stats.relay_dropped += 1
+            return []
+        relay.tokens -= len(data)
+        relay.last_used = now
+        relay.forwarded += 1
+        self.stats.relayed_packets += 1
+        self.stats.relayed_bytes += len(data)
+        return [(data, to)]  # forwarded as it is: the same size, so no amplification
+
+    def _drop_relay(self, relay: Relay) -> None:
+        del self.relays[relay.relay_id]
+        self._relay_of_pair.pop((relay.server_end, relay.client_end), None)
+        for ip in {relay.server_end[0], relay.client_end[0]}:
+            self._relays_per_ip[ip] -= 1
+            if self._relays_per_ip[ip] <= 0:
+                del self._relays_per_ip[ip]
+
     # --- time -----------------------------------------------------------------------
 
     def expire(self, now: float) -> None:
@@ -249,3 +375,11 @@ class HandshakeCore:
             log.info("registration of %r expired", reg.name)
         for key in [k for k, i in self._intros.items() if i.expires <= now]:
             del self._intros[key]
+            if self._intro_clients.get(key[:2]) == key[2]:
+                del self._intro_clients[key[:2]]
+        cfg = self.config
+        for relay in [r for r in self.relays.values()
+                      if now - r.last_used > cfg.relay_idle_timeout
+                      or now - r.created > cfg.relay_max_duration]:
+            log.info("relay %s closed after %d datagrams", relay.relay_id.hex(), relay.forwarded)
+            self._drop_relay(relay)

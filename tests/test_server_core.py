@@ -160,3 +160,65 @@ def test_server_command_line_help() -> None:
     out = subprocess.run([sys.executable, "-m", "server", "--help"], capture_output=True,
                          text=True, check=True).stdout
     assert "--port" in out and "5160" in out
+
+
+def _introduced(c: HandshakeCore) -> bytes:
+    register(c, "arena", A)
+    ask(c, Kind.JOIN, [1, "arena", "alice", "10.1.1.1", 1], B)
+    [(k, f, to), (k2, f2, to2)] = ask(c, Kind.RELAY_REQUEST, [2, "arena", "alice"], B)
+    assert k is k2 is Kind.RELAY_READY and to == B and to2 == A
+    assert f[1] == f2[1] and f[2] == "arena" and f2[2] == "alice"
+    relay_id = f[1]
+    assert isinstance(relay_id, bytes)
+    return relay_id
+
+
+def test_relay_forwards_only_between_the_two_players() -> None:
+    from framework.protocol.wire import encode_relay
+    c = core()
+    relay_id = _introduced(c)
+    # the server player asking too gets the same relay
+    [(_, f, _), _] = ask(c, Kind.RELAY_REQUEST, [3, "arena", "alice"], A)
+    assert f[1] == relay_id and len(c.relays) == 1
+    inner = encode_control(Kind.PUNCH, ["alice", "arena", b"p" * 8])
+    data = encode_relay(relay_id, inner)
+    assert c.receive(data, B, 1.0) == [(data, A)]
+    assert c.receive(data, A, 1.0) == [(data, B)]
+    assert c.receive(data, C, 1.0) == []  # a stranger cannot inject
+    assert c.receive(encode_relay(b"\x00" * 8, inner), B, 1.0) == []
+    assert c.stats.relayed_packets == 2 and c.stats.relay_dropped == 2
+
+
+def test_relay_needs_an_introduction_and_can_be_disabled() -> None:
+    c = core()
+    register(c, "arena", A)
+    [(k, f, to)] = ask(c, Kind.RELAY_REQUEST, [1, "arena", "alice"], B)
+    assert k is Kind.HS_ERROR and f[1] == ErrorCode.NOT_INTRODUCED and to == B
+    ask(c, Kind.JOIN, [1, "arena", "alice", "10.1.1.1", 1], B)
+    [(k, f, _)] = ask(c, Kind.RELAY_REQUEST, [1, "arena", "alice"], C)  # not one of them
+    assert k is Kind.HS_ERROR and f[1] == ErrorCode.NOT_INTRODUCED
+    off = core(relay=False)
+    register(off, "arena", A)
+    ask(off, Kind.JOIN, [1, "arena", "alice", "10.1.1.1", 1], B)
+    [(k, f, _)] = ask(off, Kind.RELAY_REQUEST, [1, "arena", "alice"], B)
+    assert k is Kind.HS_ERROR and f[1] == ErrorCode.RELAY_DISABLED
+
+
+def test_relay_rate_and_lifetime_are_capped() -> None:
+    from framework.protocol.wire import encode_relay
+    c = core(relay_bytes_per_sec=10_000, relay_idle_timeout=5.0, relay_max_duration=100.0)
+    relay_id = _introduced(c)
+    data = encode_relay(relay_id, b"P2\x01\x27" + b"x" * 980)  # 1000 bytes
+    passed = sum(bool(c.receive(data, B, 0.0)) for _ in range(50))
+    assert passed == 10  # the first second's budget
+    passed = sum(bool(c.receive(data, B, 1.0)) for _ in range(50))
+    assert passed == 10  # refilled at 10 kB/s
+    c.expire(7.0)
+    assert c.relays == {}  # idle too long
+    relay_id = _introduced(core())
+    c2 = core(relay_max_duration=10.0)
+    rid2 = _introduced(c2)
+    for t in range(0, 12):
+        c2.receive(encode_relay(rid2, b"P2\x01\x27xx"), B, float(t))
+        c2.expire(float(t))
+    assert c2.relays == {} and relay_id

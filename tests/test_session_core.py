@@ -168,8 +168,9 @@ def test_handshake_server_restart_leads_to_registering_again() -> None:
 def test_reliable_and_unreliable_messages_over_a_bad_link() -> None:
     net = FakeNet(SimSettings(loss=0.2, latency=0.03, jitter=0.02, duplicate=0.1,
                               reorder=0.1, seed=7))
-    host = start_host(net)
-    alice = join(net, host, "alice")
+    patient = Config(attempts_before_expiration=10)  # 5 x 1 s is tight at 20% loss
+    host = start_host(net, config=patient)
+    alice = join(net, host, "alice", config=patient)
     assert net.run(20, lambda: connected(net, alice))
     net.take(host)
     ids = [net.call(alice, "send", "host", i, Delivery.RELIABLE_ORDERED, 0) for i in range(200)]
@@ -405,3 +406,45 @@ def test_blocked_events_are_rate_limited() -> None:
     assert s.blocked_count == 500
     assert len([e for e in s.events() if isinstance(e, ev.PacketBlocked)]) == 20
     assert peek_kind(b"P2\x01\x27") is Kind.DATA
+
+
+def test_relay_when_punching_fails_then_direct_when_a_path_opens() -> None:
+    net = FakeNet(SimSettings(latency=0.02, seed=21))
+    host = start_host(net)
+    alice = join(net, host, "alice")
+    peers = {net.addr(host), net.addr(alice)}
+    blocked = [True]
+    net.filter = lambda data, src, dst: not (blocked[0] and src in peers and dst in peers)
+    assert net.run(10, lambda: connected(net, alice) and host.get_peers() == ["alice"])
+    conn = alice.connection("host")
+    assert conn is not None and conn.stats(net.now).path == "relay"
+    assert host.connection("alice").stats(net.now).path == "relay"  # type: ignore[union-attr]
+    assert alice.get_peer("host") == {"name": "host", "address": net.addr(host)}
+    assert len(net.hs.relays) == 1
+    for i in range(30):
+        net.call(alice, "send", "host", i, Delivery.RELIABLE_ORDERED, 0)
+        net.call(host, "send", "alice", -i, Delivery.RELIABLE_ORDERED, 0)
+    assert net.run(3, lambda: len(net.events[net.addr(host)]) >= 30)
+    assert user_messages(net, host) == list(range(30))
+    assert net.hs.stats.relayed_packets >= 4  # handshake and batched data, all relayed
+    blocked[0] = False  # a direct path opens: both switch to it
+    assert net.run(12, lambda: net.has(alice, ev.PathChanged) and net.has(host, ev.PathChanged))
+    assert conn.stats(net.now).path == "direct"
+    relayed = net.hs.stats.relayed_packets
+    net.call(alice, "send", "host", "direct now", Delivery.RELIABLE_ORDERED, 0)
+    assert net.run(2, lambda: "direct now" in user_messages(net, host))
+    net.run(1)
+    assert net.hs.stats.relayed_packets == relayed  # nothing goes through the server now
+
+
+def test_without_relay_a_blocked_path_fails_as_the_seed_says() -> None:
+    from server.core import ServerConfig
+    net = FakeNet(server_config=ServerConfig(relay=False))
+    host = start_host(net)
+    alice = join(net, host, "alice")
+    peers = {net.addr(host), net.addr(alice)}
+    net.filter = lambda data, src, dst: not (src in peers and dst in peers)
+    assert net.run(30, lambda: net.has(alice, ev.SessionTerminated))
+    assert [e.peer_name for e in net.take(alice, ev.PeerConnectionFailed)] == ["host"]
+    assert net.run(10, lambda: net.has(host, ev.PeerConnectionFailed))
+    assert host.is_connected() and host.get_peers() == []

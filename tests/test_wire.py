@@ -29,6 +29,8 @@ SAMPLES: dict[Kind, list[Any]] = {
     Kind.LIST: [5, 0],
     Kind.LIST_REPLY: [5, 0, 1, [["host", True], ["b", False]]],
     Kind.HS_ERROR: [6, 3, "no server named 'x'"],
+    Kind.RELAY_REQUEST: [7, "host", "alice"],
+    Kind.RELAY_READY: [7, b"r" * 8, "alice"],
     Kind.PUNCH: ["alice", "host", b"p" * 8],
     Kind.PUNCH_ACK: ["host", "alice", b"p" * 8],
     Kind.HELLO: ["alice", "host", b"c" * 16, b"m" * 16],

@@ -50,6 +50,11 @@ class Config:
     #: Seconds a punch (and the handshake after it) may take before the peer is given up.
     #: None: attempts_before_expiration * secs_to_await_reply.
     punch_timeout: float | None = None
+    #: Ask the handshake server to relay when hole punching finds no path in time.
+    use_relay: bool = True
+    #: Seconds of punching without a path before asking for the relay.
+    #: None: half the punch timeout, at most 2 s.
+    relay_after: float | None = None
     #: PACKET_BLOCKED events per second at most (all blocked datagrams are still counted).
     max_blocked_events_per_sec: int = 20
 
@@ -69,6 +74,12 @@ class Config:
         return SimSettings(loss=self.sim_loss, latency=self.sim_latency, jitter=self.sim_jitter,
                            duplicate=self.sim_duplicate, reorder=self.sim_reorder,
                            seed=self.sim_seed)
+
+    @property
+    def relay_delay(self) -> float:
+        if self.relay_after is not None:
+            return self.relay_after
+        return min(2.0, self.handshake_timeout / 2)
 
     @property
     def handshake_timeout(self) -> float:

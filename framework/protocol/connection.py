@@ -44,13 +44,14 @@ from .errors import MessageTooLarge, ProtocolError
 from .sequence import seq_greater
 from .stats import PeerStats, RateMeter
 from .values import _ext_hook
-from .wire import DATA_HEADER, DATA_HEADER_SIZE, Kind, header
+from .wire import DATA_HEADER, DATA_HEADER_SIZE, RELAY_OVERHEAD, Kind, header
 
 log = logging.getLogger(__name__)
 
 _DATA_PREFIX = header(Kind.DATA)[:4]
-#: Room for items in one datagram: the header, a 3-byte array header and the tag.
-ITEM_ROOM = MAX_DATAGRAM - DATA_HEADER_SIZE - 3 - TAG_SIZE
+#: Room for items in one datagram: the header, a 3-byte array header, the tag, and the
+#: wrapping a relay adds, so that a relayed datagram stays within MAX_DATAGRAM too.
+ITEM_ROOM = MAX_DATAGRAM - DATA_HEADER_SIZE - 3 - TAG_SIZE - RELAY_OVERHEAD
 #: The largest single item that is not fragmented.
 MAX_UNFRAGMENTED = ITEM_ROOM
 _SENT_BUFFER = 1024

@@ -37,7 +37,16 @@ from .constants import (
 from .delivery import Delivery
 from .errors import MessageTooLarge, NotConnected, ProtocolError
 from .values import decode_value, encode_value
-from .wire import ErrorCode, Kind, decode_control, encode_control, peek_kind, valid_name
+from .wire import (
+    ErrorCode,
+    Kind,
+    decode_control,
+    decode_relay,
+    encode_control,
+    encode_relay,
+    peek_kind,
+    valid_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +60,14 @@ SYS_FORWARD = 2
 SYS_FORWARDED = 3
 SYS_FORWARD_FAILED = 4
 SYS_BYE = 5
+
+#: While a peer is reached through the relay, try the direct path again this often.
+DIRECT_RETRY_INTERVAL = 5.0
+
+
+def relay_address(relay_id: bytes) -> Address:
+    """The stand-in address of a peer reached through the handshake server's relay."""
+    return (f"relay-{relay_id.hex()}", 0)
 
 
 class Role(enum.Enum):
@@ -96,6 +113,10 @@ class _Remote:
     next_resend: float = 0.0
     attempts: int = 0
     connection: Connection | None = None
+    punch_started: float = 0.0
+    relay_id: bytes | None = None
+    relay_requested: bool = False
+    next_direct_try: float = 0.0
     # When our last handshake datagram left, and whether it was a resend (Karn: a
     # resent exchange gives no round-trip sample).
     sent_at: float = 0.0
@@ -132,6 +153,7 @@ class Session:
         self._out: list[tuple[bytes, Address]] = []
         self._events: list[ev.EngineEvent] = []
         self._requests: dict[int, _Request] = {}
+        self._answered: dict[int, float] = {}  # recently answered request ids
         self._next_req = int.from_bytes(random_bytes(3), "big") + 1
         self._lists: dict[int, _ListQuery] = {}
         self._budget = ReassemblyBudget(self.config.reassembly_limit_total)
@@ -170,6 +192,8 @@ class Session:
         # Addresses of peers that just left: their last datagrams (the extra copies of a
         # disconnect, data in flight) are ignored quietly for a moment, not reported.
         self._departed: dict[Address, float] = {}
+        self._relay_remotes: dict[bytes, _Remote] = {}
+        self._relay_ids: dict[Address, bytes] = {}
         self._peer_names: list[str] = []
         self._connected = False
         self._seq_counters: dict[tuple[str, int], int] = {}
@@ -298,7 +322,10 @@ class Session:
     def get_peer(self, peer_name: str) -> dict[str, Any] | None:
         remote = self._remotes.get(peer_name)
         if remote is not None and remote.state is PeerState.CONNECTED and remote.address:
-            return {"name": peer_name, "address": remote.address}
+            address = remote.address
+            if remote.path == "relay":  # the peer's own public address, not the stand-in
+                address = next(a for a, p in remote.candidates if p == "direct")
+            return {"name": peer_name, "address": address}
         known = self._known.get(peer_name)
         if known is not None:
             return {"name": peer_name, "address": known.address}
@@ -367,6 +394,8 @@ class Session:
             kind = peek_kind(data)
             if kind is Kind.DATA:
                 self._on_data(data, address, now)
+            elif kind is Kind.RELAY:
+                self._on_relay(data, address, now)
             elif kind < Kind.PUNCH:
                 self._on_hs_packet(kind, data, address, now)
             else:
@@ -374,6 +403,22 @@ class Session:
         except ProtocolError as exc:
             log.debug("dropped datagram from %s: %s", address, exc)
             self._block(address, now)
+
+    def _on_relay(self, data: bytes, address: Address, now: float) -> None:
+        relay_id, inner = decode_relay(data)
+        remote = self._relay_remotes.get(relay_id)
+        if remote is None or address != self._hs:
+            if self._recently_departed(relay_address(relay_id), now):
+                return
+            raise ProtocolError("RELAY of no relay of ours")
+        kind = peek_kind(inner)
+        if kind is Kind.RELAY or kind < Kind.PUNCH:
+            raise ProtocolError(f"{kind.name} cannot travel through a relay")
+        virtual = relay_address(relay_id)
+        if kind is Kind.DATA:
+            self._on_data(inner, virtual, now)
+        else:
+            self._on_peer_packet(kind, inner, virtual, now)
 
     def handle_timer(self, now: float) -> None:
         """Run everything that is due: resends, refreshes, punches, peer traffic."""
@@ -403,7 +448,11 @@ class Session:
             self._emit(ev.PacketBlocked(address))
 
     def _send(self, data: bytes, address: Address) -> None:
-        self._out.append((data, address))
+        relay_id = self._relay_ids.get(address)
+        if relay_id is not None and self._hs is not None:
+            self._out.append((encode_relay(relay_id, data), self._hs))
+        else:
+            self._out.append((data, address))
 
     def _error(self, message: str) -> None:
         log.info("error: %s", message)
@@ -495,6 +544,9 @@ class Session:
         fields = decode_control(kind, data)
         rid = fields[0]
         req = self._requests.get(rid)
+        if kind is Kind.RELAY_READY and rid == 0 and address == self._hs:
+            self._on_relay_ready(fields, now)
+            return
         if kind is Kind.INTRODUCE and rid == 0:
             # Unsolicited introduction of a client: only from our own handshake server.
             if (self.role is not Role.SERVER or address != self._hs or self._hs_dropped
@@ -503,7 +555,13 @@ class Session:
             self._on_introduce(fields, now)
             return
         if req is None or req.address != address:
+            if rid in self._answered:
+                return  # a late copy of an answer we already have (our request was resent)
             raise ProtocolError(f"{kind.name} answers no request of ours")
+        if kind is not Kind.INTRODUCE:
+            self._answered[rid] = now
+            if len(self._answered) > 64:
+                del self._answered[next(iter(self._answered))]
         if kind is Kind.HS_ERROR:
             del self._requests[rid]
             self._on_hs_error(req, ErrorCode(fields[1]) if fields[1] in ErrorCode._value2member_map_
@@ -527,6 +585,9 @@ class Session:
         elif kind is Kind.INTRODUCE and req.kind is Kind.JOIN:
             self._on_introduce(fields, now)
             req.next_send = now + self.config.secs_to_await_reply
+        elif kind is Kind.RELAY_READY and req.kind is Kind.RELAY_REQUEST:
+            del self._requests[rid]
+            self._on_relay_ready(fields, now)
         elif kind is Kind.LIST_REPLY and req.kind is Kind.LIST:
             del self._requests[rid]
             self._on_list_page(rid, fields, now)
@@ -538,6 +599,8 @@ class Session:
         if req.kind is Kind.LIST:
             self._lists.pop(req.req_id, None)
             self._error(f"server list refused: {message}")
+        elif req.kind is Kind.RELAY_REQUEST:
+            log.info("relay refused: %s", message)
         elif req.kind is Kind.REFRESH and code in (ErrorCode.NOT_REGISTERED, ErrorCode.BAD_TOKEN):
             # The handshake server forgot us (restarted, or we were away): register again.
             self._register(now)
@@ -587,7 +650,7 @@ class Session:
         if lan_host and lan_port and lan != candidates[0][0] and lan_host not in ("0.0.0.0", "::"):
             candidates.insert(0, (lan, "lan"))
         remote = _Remote(name, nonce, candidates, now + self.config.handshake_timeout,
-                         password_required=password_required)
+                         password_required=password_required, punch_started=now)
         self._remotes[name] = remote
         log.info("introduced to %s at %s", name, [c[0] for c in candidates])
         self._punch(remote, now, burst=PUNCH_BURST)
@@ -595,7 +658,9 @@ class Session:
     def _punch(self, remote: _Remote, now: float, burst: int = 1) -> None:
         assert self._name is not None
         data = encode_control(Kind.PUNCH, [self._name, remote.name, remote.punch_id])
-        for address, _ in remote.candidates:
+        for address, path in remote.candidates:
+            if path == "relay":
+                continue
             for _ in range(burst):
                 self._send(data, address)
         remote.punch_count += 1
@@ -608,8 +673,39 @@ class Session:
         if remote.state is PeerState.PUNCHING:
             if now >= remote.next_punch:
                 self._punch(remote, now)
+            if (not remote.relay_requested and self.config.use_relay
+                    and now >= remote.punch_started + self.config.relay_delay
+                    and self._hs is not None and not self._hs_dropped):
+                self._request_relay(remote, now)
         elif self.role is Role.CLIENT and now >= remote.next_resend:
             self._send_handshake(remote, now)
+
+    def _request_relay(self, remote: _Remote, now: float) -> None:
+        """Punching has not found a path yet: ask the handshake server to relay."""
+        assert self._hs is not None and self._name is not None
+        remote.relay_requested = True
+        remote.deadline = max(remote.deadline, now + self.config.handshake_timeout)
+        server, client = (self._name, remote.name) if self.role is Role.SERVER \
+            else (remote.name, self._name)
+        log.info("no direct path to %s yet: asking for a relay", remote.name)
+        self._request(Kind.RELAY_REQUEST, [server, client], self._hs, now)
+
+    def _on_relay_ready(self, fields: list[Any], now: float) -> None:
+        _, relay_id, peer_name = fields
+        remote = self._remotes.get(peer_name)
+        if remote is None or remote.relay_id is not None:
+            return
+        virtual = relay_address(relay_id)
+        remote.relay_id = relay_id
+        self._relay_remotes[relay_id] = remote
+        self._relay_ids[virtual] = relay_id
+        remote.candidates.append((virtual, "relay"))
+        if remote.state is not PeerState.PUNCHING:
+            return  # a direct path won meanwhile; the relay stays as a spare
+        log.info("reaching %s through the relay", peer_name)
+        remote.deadline = max(remote.deadline, now + self.config.handshake_timeout)
+        if self.role is Role.CLIENT:
+            self._choose_path(remote, virtual, now)
 
     def _connection_failed(self, remote: _Remote) -> None:
         log.info("no connection to %s (%s)", remote.name, remote.state.value)
@@ -686,22 +782,52 @@ class Session:
         if remote is None or target != self._name or pid != remote.punch_id:
             raise ProtocolError("punch from a peer we were not introduced to")
         if kind is Kind.PUNCH:
+            if (not address[0].startswith("relay-")
+                    and all(a != address for a, _ in remote.candidates)):
+                # A mapping we did not know of (the peer's NAT chose another port):
+                # worth trying later, as in ICE's peer-reflexive candidates.
+                remote.candidates.append((address, "direct"))
             # Answer every valid punch, one small datagram for one: this opens our NAT
             # towards that address and proves the path to the other side.
             self._send(encode_control(Kind.PUNCH_ACK, [self._name, sender, pid]), address)
             return
-        if remote.state is not PeerState.PUNCHING:
-            if address != remote.address:
-                raise ProtocolError("punch answer from a second path; the first one won")
+        if remote.state is PeerState.CONNECTED and remote.path == "relay":
+            if address[0].startswith("relay-"):
+                raise ProtocolError("punch answer through the relay")
+            self._switch_path(remote, address)
             return
+        if self.role is Role.SERVER or remote.state is not PeerState.PUNCHING:
+            # The client chooses the path (the first answer it gets); the server player
+            # follows its HELLO. Answers from other paths change nothing.
+            return
+        self._choose_path(remote, address, now)
+
+    def _choose_path(self, remote: _Remote, address: Address, now: float) -> None:
         remote.address = address
-        remote.path = next((p for a, p in remote.candidates if a == address), "direct")
+        # The handshake gets its own attempts, whatever punching took.
+        remote.deadline = max(remote.deadline, now + self.config.handshake_timeout)
+        remote.path = self._path_name(remote, address)
         remote.state = PeerState.HANDSHAKE
-        log.info("path to %s: %s (%s)", sender, address, remote.path)
-        if self.role is Role.CLIENT:
-            remote.client_nonce = self._random(NONCE_SIZE)
-            remote.attempts = 0
-            self._send_handshake(remote, now)
+        log.info("path to %s: %s (%s)", remote.name, address, remote.path)
+        remote.client_nonce = self._random(NONCE_SIZE)
+        remote.attempts = 0
+        self._send_handshake(remote, now)
+
+    @staticmethod
+    def _path_name(remote: _Remote, address: Address) -> str:
+        return next((p for a, p in remote.candidates if a == address), "direct")
+
+    def _switch_path(self, remote: _Remote, address: Address) -> None:
+        """A direct path opened for a peer we reach through the relay: use it."""
+        assert remote.connection is not None
+        remote.address = address
+        remote.path = self._path_name(remote, address)
+        if remote.path == "relay":
+            remote.path = "direct"
+        remote.connection.path = remote.path
+        self._by_addr[address] = remote
+        log.info("direct path to %s opened: %s (%s)", remote.name, address, remote.path)
+        self._emit(ev.PathChanged(remote.name, remote.path))
 
     def _on_hello(self, fields: list[Any], address: Address, now: float) -> None:
         user, server, client_nonce, mac = fields
@@ -712,15 +838,15 @@ class Session:
             raise ProtocolError("HELLO from a client that was not introduced")
         if remote.state is PeerState.CONNECTED:
             raise ProtocolError("HELLO from a client already in the session")
-        if remote.address is not None and remote.address != address:
-            raise ProtocolError("HELLO from a second path; the first one won")
         if remote.client_nonce != client_nonce:
             remote.client_nonce = client_nonce
             remote.server_nonce = self._random(NONCE_SIZE)
             remote.sent_at = 0.0
         self._mark_sent(remote, now)
-        remote.address = address
-        remote.path = next((p for a, p in remote.candidates if a == address), "direct")
+        if remote.state is PeerState.PUNCHING:
+            remote.deadline = max(remote.deadline, now + self.config.handshake_timeout)
+        remote.address = address  # the client chose this path
+        remote.path = self._path_name(remote, address)
         remote.state = PeerState.HANDSHAKE
         mac = crypto.intro_mac(remote.intro_nonce, b"challenge", client_nonce,
                                remote.server_nonce, bytes([self._password_required]))
@@ -841,14 +967,20 @@ class Session:
 
     def _remove(self, remote: _Remote, quiet: bool = False) -> None:
         self._remotes.pop(remote.name, None)
-        if remote.address is not None and self._by_addr.get(remote.address) is remote:
-            del self._by_addr[remote.address]
+        aliases = [a for a, r in self._by_addr.items() if r is remote]
+        for a in aliases:
+            del self._by_addr[a]
+        if remote.relay_id is not None:
+            self._relay_remotes.pop(remote.relay_id, None)
+            self._relay_ids.pop(relay_address(remote.relay_id), None)
+            aliases.append(relay_address(remote.relay_id))
         if remote.connection is not None:
             remote.connection.close()
-        if remote.address is not None and remote.state is PeerState.CONNECTED:
+        if remote.state is PeerState.CONNECTED:
             if len(self._departed) > 256:
                 self._departed.clear()
-            self._departed[remote.address] = self._now + 2.0
+            for a in aliases:
+                self._departed[a] = self._now + 2.0
         if not quiet and remote.state is PeerState.CONNECTED:
             self._peers_changed()
 
@@ -881,6 +1013,9 @@ class Session:
             else:
                 self._remove(remote)
             return
+        if remote.path == "relay" and now >= remote.next_direct_try:
+            remote.next_direct_try = now + DIRECT_RETRY_INTERVAL
+            self._punch(remote, now)
         for data in conn.poll(now):
             self._send(data, remote.address)
         if conn.expired:
@@ -933,16 +1068,27 @@ class Session:
 
     def _on_data(self, data: bytes, address: Address, now: float) -> None:
         remote = self._by_addr.get(address)
+        if remote is None:
+            remote = self._migrating(address)
         if remote is None or remote.connection is None:
             if self._recently_departed(address, now):
                 return
             raise ProtocolError("DATA from an address not in the session")
         delivered = remote.connection.receive(data, now)
+        if remote.path == "relay" and address != remote.address:
+            self._switch_path(remote, address)  # authenticated: the direct path works
         for d in delivered:
             if d.channel == SYSTEM_CHANNEL:
                 self._on_system(remote, d, now)
             else:
                 self._deliver_user(remote.name, d.value, d.message_id, d.channel, d.mode)
+
+    def _migrating(self, address: Address) -> _Remote | None:
+        """A relayed peer whose direct path just opened may send from a known candidate."""
+        for r in self._relay_remotes.values():
+            if r.path == "relay" and any(a == address for a, _ in r.candidates):
+                return r
+        return None
 
     def _deliver_user(self, sender: str, value: object, message_id: int | None, channel: int,
                       mode: Delivery) -> None:

@@ -41,6 +41,10 @@ class Kind(enum.IntEnum):
     LIST = 9
     LIST_REPLY = 10
     HS_ERROR = 11
+    RELAY_REQUEST = 12
+    RELAY_READY = 13
+    #: Not msgpack: header, 8-byte relay id, then the relayed datagram as it is.
+    RELAY = 14
     # peer <-> peer
     PUNCH = 32
     PUNCH_ACK = 33
@@ -69,6 +73,7 @@ class ErrorCode(enum.IntEnum):
     NOT_INTRODUCED = 9
     SERVER_FULL = 10
     NAME_IN_SESSION = 11
+    RELAY_DISABLED = 12
 
 
 # --- field validators --------------------------------------------------------------
@@ -106,6 +111,7 @@ PUNCH_ID = _blob(8)
 SECONDS: Validator = lambda v: type(v) in (int, float) and 0 <= v < 1e6  # noqa: E731
 MESSAGE = _text(200)
 MAC = _blob(16)
+RELAY_ID = _blob(8)
 
 
 def _server_entries(v: Any) -> bool:
@@ -131,6 +137,8 @@ SCHEMAS: dict[Kind, tuple[Validator, ...]] = {
     Kind.LIST: (U32, U16),
     Kind.LIST_REPLY: (U32, U16, U16, _server_entries),
     Kind.HS_ERROR: (U32, U16, MESSAGE),
+    Kind.RELAY_REQUEST: (U32, valid_name, valid_name),
+    Kind.RELAY_READY: (U32, RELAY_ID, valid_name),
     Kind.PUNCH: (valid_name, valid_name, PUNCH_ID),
     Kind.PUNCH_ACK: (valid_name, valid_name, PUNCH_ID),
     Kind.HELLO: (valid_name, valid_name, NONCE, MAC),
@@ -154,6 +162,22 @@ def encode_control(kind: Kind, fields: Sequence[Any]) -> bytes:
     if len(data) > MAX_DATAGRAM:
         raise ValueError(f"{kind.name} packet of {len(data)} bytes exceeds {MAX_DATAGRAM}")
     return data
+
+
+RELAY_HEADER_SIZE = HEADER_SIZE + 8
+#: Room a relayed datagram needs on top of the datagram it carries.
+RELAY_OVERHEAD = RELAY_HEADER_SIZE
+
+
+def encode_relay(relay_id: bytes, inner: bytes) -> bytes:
+    return header(Kind.RELAY) + relay_id + inner
+
+
+def decode_relay(data: bytes) -> tuple[bytes, bytes]:
+    """Split a RELAY datagram (already checked by peek_kind) into relay id and payload."""
+    if len(data) < RELAY_HEADER_SIZE + HEADER_SIZE:
+        raise ProtocolError("RELAY too short")
+    return data[HEADER_SIZE:RELAY_HEADER_SIZE], data[RELAY_HEADER_SIZE:]
 
 
 # --- decoding: the guarded boundary --------------------------------------------------
