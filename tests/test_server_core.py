@@ -6,7 +6,14 @@ import socket
 import subprocess
 import sys
 
-from framework.protocol.wire import ErrorCode, Kind, decode_control, encode_control, peek_kind
+from framework.protocol.wire import (
+    ErrorCode,
+    Kind,
+    decode_control,
+    encode_control,
+    encode_relay,
+    peek_kind,
+)
 from server import HandshakeCore, HandshakeServer, ServerConfig
 from tests.fakenet import seeded_bytes
 
@@ -174,7 +181,6 @@ def _introduced(c: HandshakeCore) -> bytes:
 
 
 def test_relay_forwards_only_between_the_two_players() -> None:
-    from framework.protocol.wire import encode_relay
     c = core()
     relay_id = _introduced(c)
     # the server player asking too gets the same relay
@@ -205,7 +211,6 @@ def test_relay_needs_an_introduction_and_can_be_disabled() -> None:
 
 
 def test_relay_rate_and_lifetime_are_capped() -> None:
-    from framework.protocol.wire import encode_relay
     c = core(relay_bytes_per_sec=10_000, relay_idle_timeout=5.0, relay_max_duration=100.0)
     relay_id = _introduced(c)
     data = encode_relay(relay_id, b"P2\x01\x27" + b"x" * 980)  # 1000 bytes

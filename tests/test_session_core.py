@@ -13,7 +13,7 @@ from framework.protocol.errors import NotConnected
 from framework.protocol.session import Session
 from framework.protocol.simulator import SimSettings
 from framework.protocol.wire import Kind, peek_kind
-from server.core import HandshakeCore
+from server.core import HandshakeCore, ServerConfig
 from tests.fakenet import HS, FakeNet, seeded_bytes
 
 LAN = ("192.168.1.20", 40000)
@@ -438,7 +438,6 @@ def test_relay_when_punching_fails_then_direct_when_a_path_opens() -> None:
 
 
 def test_without_relay_a_blocked_path_fails_as_the_seed_says() -> None:
-    from server.core import ServerConfig
     net = FakeNet(server_config=ServerConfig(relay=False))
     host = start_host(net)
     alice = join(net, host, "alice")
