@@ -9,6 +9,7 @@ size of every reply.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 from collections import Counter
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from framework.protocol.constants import HS_SERVER_NAME, NONCE_SIZE, SERVER_LIST_PAGE, TOKEN_SIZE
 from framework.protocol.errors import ProtocolError
 from framework.protocol.wire import (
+    COOKIE_KINDS,
     ErrorCode,
     Kind,
     decode_control,
@@ -45,8 +47,16 @@ class ServerConfig:
     max_reg_valid: float = 300.0
     #: Seconds an introduction stays valid (a repeated JOIN gets the same secret).
     intro_valid: float = 30.0
-    #: Pending introductions held at once.
+    #: Pending introductions held at once, and per source IP address.
     max_introductions: int = 100_000
+    max_introductions_per_ip: int = 32
+    #: Requests per second one IP address may make (token bucket), and the burst allowed.
+    requests_per_sec_per_ip: float = 20.0
+    request_burst: float = 40.0
+    #: Source addresses whose rate is tracked at once (least recently seen forgotten first).
+    max_tracked_sources: int = 65_536
+    #: Seconds a cookie stays valid (it is valid for the window it was made in and the next).
+    cookie_window: float = 30.0
     #: Relay traffic between introduced players whose hole punching failed.
     relay: bool = True
     #: Relays at once, in total and per source IP address.
@@ -58,6 +68,10 @@ class ServerConfig:
     #: Seconds a relay may live, and may stay unused, before it is closed.
     relay_max_duration: float = 4 * 3600.0
     relay_idle_timeout: float = 60.0
+
+
+_REQUESTS = frozenset({Kind.REGISTER, Kind.REFRESH, Kind.UNREGISTER, Kind.JOIN, Kind.LIST,
+                       Kind.RELAY_REQUEST})
 
 
 @dataclass(slots=True)
@@ -105,6 +119,9 @@ class ServerStats:
     relayed_packets: int = 0
     relayed_bytes: int = 0
     relay_dropped: int = 0
+    rate_limited: int = 0
+    cookies_sent: int = 0
+    amplification_refused: int = 0
     by_kind: Counter[str] = field(default_factory=Counter)
 
 
@@ -121,6 +138,9 @@ class HandshakeCore:
         self._per_ip: Counter[str] = Counter()
         self._intros: dict[tuple[str, str, Address], Introduction] = {}
         self._intro_clients: dict[tuple[str, str], Address] = {}  # newest client address
+        self._intros_per_ip: Counter[str] = Counter()
+        self._cookie_secret = random_bytes(32)
+        self._buckets: dict[str, list[float]] = {}  # ip -> [tokens, stamp], in LRU order
         self.relays: dict[bytes, Relay] = {}
         self._relay_of_pair: dict[tuple[Address, Address], bytes] = {}
         self._relays_per_ip: Counter[str] = Counter()
@@ -136,19 +156,64 @@ class HandshakeCore:
             kind = peek_kind(data)
             if kind is Kind.RELAY:
                 return self._relay(data, source, now)
-            if kind >= Kind.PUNCH or kind in (Kind.REGISTERED, Kind.REFRESHED, Kind.UNREGISTERED,
-                                              Kind.INTRODUCE, Kind.LIST_REPLY, Kind.HS_ERROR,
-                                              Kind.RELAY_READY):
+            if kind not in _REQUESTS:
                 raise ProtocolError(f"{kind.name} is not a request")
+            if not self._allow(source[0], now):
+                self.stats.rate_limited += 1
+                return []
             fields = decode_control(kind, data)
         except ProtocolError as exc:
             self.stats.dropped += 1
             log.debug("dropped datagram from %s: %s", source, exc)
             return []
         self.stats.by_kind[kind.name] += 1
-        replies = self._handle(kind, fields, source, now)
-        self.stats.replies += len(replies)
-        return replies
+        if kind in COOKIE_KINDS and not self._cookie_ok(fields[-2], source, now):
+            # Return routability: nothing is kept for an address until it shows it can
+            # receive at that address, by echoing this cookie.
+            self.stats.cookies_sent += 1
+            replies = [(encode_control(Kind.COOKIE, [fields[0], self._cookie(source, now)]),
+                        source)]
+        else:
+            replies = self._handle(kind, fields, source, now)
+        out = []
+        for reply, to in replies:
+            if to == source and len(reply) > len(data):
+                # Never answer with more than was asked with: no amplification.
+                self.stats.amplification_refused += 1
+                continue
+            out.append((reply, to))
+        self.stats.replies += len(out)
+        return out
+
+    def _allow(self, ip: str, now: float) -> bool:
+        """Token bucket per source IP; the table forgets the least recently seen."""
+        cfg = self.config
+        bucket = self._buckets.pop(ip, None)
+        if bucket is None:
+            bucket = [cfg.request_burst, now]
+            if len(self._buckets) >= cfg.max_tracked_sources:
+                del self._buckets[next(iter(self._buckets))]
+        else:
+            bucket[0] = min(cfg.request_burst,
+                            bucket[0] + (now - bucket[1]) * cfg.requests_per_sec_per_ip)
+            bucket[1] = now
+        self._buckets[ip] = bucket
+        if bucket[0] < 1.0:
+            return False
+        bucket[0] -= 1.0
+        return True
+
+    def _cookie(self, source: Address, now: float, back: int = 0) -> bytes:
+        window = int(now // self.config.cookie_window) - back
+        h = hashlib.blake2b(key=self._cookie_secret, digest_size=16)
+        h.update(f"{source[0]}|{source[1]}|{window}".encode())
+        return h.digest()
+
+    def _cookie_ok(self, cookie: object, source: Address, now: float) -> bool:
+        if not isinstance(cookie, bytes) or len(cookie) != 16:
+            return False
+        return any(hmac.compare_digest(cookie, self._cookie(source, now, back))
+                   for back in (0, 1))
 
     def _handle(self, kind: Kind, f: list[object], source: Address, now: float) -> list[Reply]:
         rid = f[0]
@@ -175,7 +240,7 @@ class HandshakeCore:
     # --- requests -------------------------------------------------------------------
 
     def _register(self, rid: int, f: list[object], source: Address, now: float) -> list[Reply]:
-        _, name, lan_host, lan_port, password_required, secs = f
+        _, name, lan_host, lan_port, password_required, secs = f[:6]
         assert isinstance(name, str) and isinstance(lan_host, str) and isinstance(lan_port, int)
         assert isinstance(password_required, bool) and isinstance(secs, (int, float))
         if name == HS_SERVER_NAME:
@@ -219,7 +284,7 @@ class HandshakeCore:
         return reg
 
     def _refresh(self, rid: int, f: list[object], source: Address, now: float) -> list[Reply]:
-        _, name, token = f
+        _, name, token = f[:3]
         reg = self._owned(name, token, source, now)
         if reg is None:
             return self._error(rid, ErrorCode.NOT_REGISTERED, f"{name!r} is not registered "
@@ -228,7 +293,7 @@ class HandshakeCore:
         return [(encode_control(Kind.REFRESHED, [rid, reg.valid]), source)]
 
     def _unregister(self, rid: int, f: list[object], source: Address) -> list[Reply]:
-        _, name, token = f
+        _, name, token = f[:3]
         reg = self._owned(name, token, source, float("-inf"))
         if reg is None:
             return []
@@ -245,7 +310,7 @@ class HandshakeCore:
                 del self._per_ip[reg.public[0]]
 
     def _join(self, rid: int, f: list[object], source: Address, now: float) -> list[Reply]:
-        _, server, user, lan_host, lan_port = f
+        _, server, user, lan_host, lan_port = f[:5]
         assert isinstance(server, str) and isinstance(user, str)
         assert isinstance(lan_host, str) and isinstance(lan_port, int)
         reg = self.registrations.get(server)
@@ -258,8 +323,11 @@ class HandshakeCore:
         key = (server, user, source)
         intro = self._intros.get(key)
         if intro is None or intro.expires <= now:
-            if len(self._intros) >= self.config.max_introductions:
+            if (len(self._intros) >= self.config.max_introductions
+                    or self._intros_per_ip[source[0]] >= self.config.max_introductions_per_ip):
                 return self._error(rid, ErrorCode.TOO_MANY, "the server is busy", source)
+            if intro is None:
+                self._intros_per_ip[source[0]] += 1
             intro = Introduction(self._random(NONCE_SIZE), now + self.config.intro_valid)
             self._intros[key] = intro
             self._intro_clients[(server, user)] = source
@@ -289,7 +357,7 @@ class HandshakeCore:
 
     def _relay_request(self, rid: int, f: list[object], source: Address, now: float
                        ) -> list[Reply]:
-        _, server, client = f
+        _, server, client = f[:3]
         assert isinstance(server, str) and isinstance(client, str)
         if not self.config.relay:
             return self._error(rid, ErrorCode.RELAY_DISABLED, "this server does not relay",
@@ -375,6 +443,10 @@ class HandshakeCore:
             log.info("registration of %r expired", reg.name)
         for key in [k for k, i in self._intros.items() if i.expires <= now]:
             del self._intros[key]
+            ip = key[2][0]
+            self._intros_per_ip[ip] -= 1
+            if self._intros_per_ip[ip] <= 0:
+                del self._intros_per_ip[ip]
             if self._intro_clients.get(key[:2]) == key[2]:
                 del self._intro_clients[key[:2]]
         cfg = self.config

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 
+from framework.protocol.requests import encode_request
 from framework.protocol.wire import (
     ErrorCode,
     Kind,
@@ -26,12 +27,25 @@ def core(**kw: object) -> HandshakeCore:
     return HandshakeCore(ServerConfig(**kw), seeded_bytes(1))  # type: ignore[arg-type]
 
 
-def ask(c: HandshakeCore, kind: Kind, fields: list[object], src: tuple[str, int],
-        now: float = 0.0) -> list[tuple[Kind, list[object], tuple[str, int]]]:
+def decode(replies: list[tuple[bytes, tuple[str, int]]]
+           ) -> list[tuple[Kind, list[object], tuple[str, int]]]:
     out = []
-    for data, to in c.receive(encode_control(kind, fields), src, now):
+    for data, to in replies:
         k = peek_kind(data)
         out.append((k, decode_control(k, data), to))
+    return out
+
+
+def ask(c: HandshakeCore, kind: Kind, fields: list[object], src: tuple[str, int],
+        now: float = 0.0) -> list[tuple[Kind, list[object], tuple[str, int]]]:
+    """Send a request as a peer does: padded, and again with the cookie if asked for one."""
+    rid, rest = fields[0], fields[1:]
+    assert isinstance(rid, int)
+    out = decode(c.receive(encode_request(kind, rid, rest), src, now))
+    if out and out[0][0] is Kind.COOKIE:
+        cookie = out[0][1][1]
+        assert isinstance(cookie, bytes)
+        out = decode(c.receive(encode_request(kind, rid, rest, cookie), src, now))
     return out
 
 
@@ -126,7 +140,7 @@ def test_server_list_is_paged_and_every_reply_fits_a_datagram() -> None:
     names: list[str] = []
     page, pages = 0, 1
     while page < pages:
-        replies = c.receive(encode_control(Kind.LIST, [1, page]), A, 0.0)
+        replies = c.receive(encode_request(Kind.LIST, 1, [page]), A, 0.0)
         [(data, _)] = replies
         assert len(data) <= 1200
         f = decode_control(Kind.LIST_REPLY, data)
@@ -150,7 +164,7 @@ def test_server_shell_serves_and_stops() -> None:
     try:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.settimeout(5)
-        s.sendto(encode_control(Kind.LIST, [42, 0]), srv.address)
+        s.sendto(encode_request(Kind.LIST, 42, [0]), srv.address)
         data, _ = s.recvfrom(2048)
         assert decode_control(Kind.LIST_REPLY, data)[:3] == [42, 0, 1]
         s.close()

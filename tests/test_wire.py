@@ -14,22 +14,33 @@ from hypothesis import strategies as st
 from framework.protocol.connection import Connection, ConnectionConfig
 from framework.protocol.constants import MAX_DATAGRAM
 from framework.protocol.errors import ProtocolError
+from framework.protocol.requests import encode_request
 from framework.protocol.values import decode_value, encode_value
-from framework.protocol.wire import SCHEMAS, Kind, decode_control, encode_control, peek_kind
+from framework.protocol.wire import (
+    COOKIE_KINDS,
+    LIST_REQUEST,
+    MIN_REQUEST,
+    SCHEMAS,
+    Kind,
+    decode_control,
+    encode_control,
+    peek_kind,
+)
 
 SAMPLES: dict[Kind, list[Any]] = {
-    Kind.REGISTER: [1, "host", "192.168.1.2", 5000, True, 60.0],
+    Kind.REGISTER: [1, "host", "192.168.1.2", 5000, True, 60.0, b"c" * 16, b""],
     Kind.REGISTERED: [1, b"t" * 16, "203.0.113.5", 40000, 60.0],
-    Kind.REFRESH: [2, "host", b"t" * 16],
+    Kind.REFRESH: [2, "host", b"t" * 16, b"\x00" * 100],
     Kind.REFRESHED: [2, 60],
-    Kind.UNREGISTER: [3, "host", b"t" * 16],
+    Kind.UNREGISTER: [3, "host", b"t" * 16, b""],
     Kind.UNREGISTERED: [3],
-    Kind.JOIN: [4, "host", "alice", "10.0.0.2", 4000],
+    Kind.JOIN: [4, "host", "alice", "10.0.0.2", 4000, b"", b""],
     Kind.INTRODUCE: [4, "host", "203.0.113.5", 1, "10.0.0.1", 2, False, b"n" * 16],
-    Kind.LIST: [5, 0],
+    Kind.LIST: [5, 0, b""],
     Kind.LIST_REPLY: [5, 0, 1, [["host", True], ["b", False]]],
     Kind.HS_ERROR: [6, 3, "no server named 'x'"],
-    Kind.RELAY_REQUEST: [7, "host", "alice"],
+    Kind.RELAY_REQUEST: [7, "host", "alice", b"", b""],
+    Kind.COOKIE: [7, b"k" * 16],
     Kind.RELAY_READY: [7, b"r" * 8, "alice"],
     Kind.PUNCH: ["alice", "host", b"p" * 8],
     Kind.PUNCH_ACK: ["host", "alice", b"p" * 8],
@@ -51,9 +62,18 @@ def test_every_control_kind_round_trips() -> None:
         assert decode_control(kind, data) == fields
 
 
+def test_requests_are_padded_so_answers_never_amplify() -> None:
+    for kind in (Kind.REGISTER, Kind.REFRESH, Kind.UNREGISTER, Kind.JOIN, Kind.RELAY_REQUEST):
+        data = encode_request(kind, 1, SAMPLES[kind][1:-2 if kind in COOKIE_KINDS else -1])
+        assert len(data) == MIN_REQUEST
+    assert len(encode_request(Kind.LIST, 1, [0])) == LIST_REQUEST
+    assert len(encode_request(Kind.JOIN, 1, SAMPLES[Kind.JOIN][1:-2], b"c" * 16)) == MIN_REQUEST
+
+
 def test_compact() -> None:
-    # a REGISTER is a few dozen bytes, not the original's long JSON object
-    assert len(encode_control(Kind.REGISTER, SAMPLES[Kind.REGISTER])) < 40
+    # before padding, a REGISTER (with its cookie) is a few dozen bytes, not the
+    # original's long JSON object
+    assert len(encode_control(Kind.REGISTER, SAMPLES[Kind.REGISTER])) < 64
 
 
 @pytest.mark.parametrize("data", [
@@ -82,7 +102,7 @@ def test_wrong_types_and_lengths_are_rejected(kind: Kind) -> None:
 
 def test_names_are_checked() -> None:
     for name in ["", "x" * 33, "tab\there", "\x00"]:
-        data = b"P2\x01" + bytes([Kind.JOIN]) + msgpack.packb([1, name, "a", "h", 1])
+        data = b"P2\x01" + bytes([Kind.JOIN]) + msgpack.packb([1, name, "a", "h", 1, b"", b""])
         with pytest.raises(ProtocolError):
             decode_control(Kind.JOIN, data)
 

@@ -36,6 +36,7 @@ from .constants import (
 )
 from .delivery import Delivery
 from .errors import MessageTooLarge, NotConnected, ProtocolError
+from .requests import Request, RequestTracker, encode_request
 from .values import decode_value, encode_value
 from .wire import (
     ErrorCode,
@@ -80,18 +81,6 @@ class PeerState(enum.Enum):
     PUNCHING = "punching"
     HANDSHAKE = "handshake"  # path found; proving the password
     CONNECTED = "connected"
-
-
-@dataclass
-class _Request:
-    """A request to a handshake server, resent until answered or expired."""
-
-    req_id: int
-    kind: Kind
-    data: bytes
-    address: Address
-    attempts: int = 0
-    next_send: float = 0.0
 
 
 @dataclass
@@ -152,9 +141,9 @@ class Session:
         self._random = random_bytes
         self._out: list[tuple[bytes, Address]] = []
         self._events: list[ev.EngineEvent] = []
-        self._requests: dict[int, _Request] = {}
-        self._answered: dict[int, float] = {}  # recently answered request ids
-        self._next_req = int.from_bytes(random_bytes(3), "big") + 1
+        self._tracker = RequestTracker(self._send, int.from_bytes(random_bytes(3), "big") + 1,
+                                       self.config.secs_to_await_reply,
+                                       self.config.attempts_before_expiration)
         self._lists: dict[int, _ListQuery] = {}
         self._budget = ReassemblyBudget(self.config.reassembly_limit_total)
         cfg = self.config
@@ -198,8 +187,8 @@ class Session:
         self._connected = False
         self._seq_counters: dict[tuple[str, int], int] = {}
         self._latest_forwarded: dict[tuple[str, int], int] = {}
-        for rid in [r for r, q in self._requests.items() if q.kind != Kind.LIST]:
-            del self._requests[rid]
+        if hasattr(self, "_tracker"):
+            self._tracker.drop(lambda q: q.kind is not Kind.LIST)
 
     # ------------------------------------------------------------------ public API
 
@@ -304,8 +293,8 @@ class Session:
             return
         self._unregister()
         self._hs_dropped = True
-        for rid in [r for r, q in self._requests.items() if q.address == self._hs]:
-            del self._requests[rid]
+        hs = self._hs
+        self._tracker.drop(lambda q: q.address == hs)
 
     def quit_connection(self, now: float) -> None:
         self._now = now
@@ -376,7 +365,8 @@ class Session:
         return out
 
     def next_timer(self, now: float) -> float | None:
-        times = [q.next_send for q in self._requests.values()]
+        first = self._tracker.next_time()
+        times = [first] if first is not None else []
         if self._registered and not self._hs_dropped:
             times.append(self._next_refresh)
         for r in self._remotes.values():
@@ -471,29 +461,13 @@ class Session:
     # handshake server requests ---------------------------------------------------------
 
     def _request(self, kind: Kind, fields: list[Any], address: Address, now: float) -> int:
-        rid = self._next_req
-        self._next_req = (self._next_req % 0xFFFFFFFE) + 1
-        req = _Request(rid, kind, encode_control(kind, [rid, *fields]), address)
-        self._requests[rid] = req
-        self._send_request(req, now)
-        return rid
-
-    def _send_request(self, req: _Request, now: float) -> None:
-        req.attempts += 1
-        req.next_send = now + self.config.secs_to_await_reply
-        self._send(req.data, req.address)
+        return self._tracker.start(kind, fields, address, now).req_id
 
     def _run_requests(self, now: float) -> None:
-        for req in list(self._requests.values()):
-            if now < req.next_send:
-                continue
-            if req.attempts >= self.config.attempts_before_expiration:
-                del self._requests[req.req_id]
-                self._request_expired(req, now)
-            else:
-                self._send_request(req, now)
+        for req in self._tracker.run(now):
+            self._request_expired(req, now)
 
-    def _request_expired(self, req: _Request, now: float) -> None:
+    def _request_expired(self, req: Request, now: float) -> None:
         host, port = req.address
         where = f"handshake server {host}:{port} did not answer"
         if req.kind is Kind.LIST:
@@ -530,20 +504,24 @@ class Session:
     def _refresh(self, now: float) -> None:
         assert self._hs is not None and self._name is not None and self._token is not None
         self._next_refresh = now + self.config.secs_between_reg_refresh
-        if not any(q.kind is Kind.REFRESH for q in self._requests.values()):
+        if not any(q.kind is Kind.REFRESH for q in self._tracker.pending.values()):
             self._request(Kind.REFRESH, [self._name, self._token], self._hs, now)
 
     def _unregister(self) -> None:
         if (self.role is Role.SERVER and self._token is not None and self._hs is not None
                 and not self._hs_dropped):
-            data = encode_control(Kind.UNREGISTER, [0, self._name, self._token])
+            data = encode_request(Kind.UNREGISTER, 0, [self._name, self._token])
             for _ in range(2):
                 self._send(data, self._hs)
 
     def _on_hs_packet(self, kind: Kind, data: bytes, address: Address, now: float) -> None:
         fields = decode_control(kind, data)
         rid = fields[0]
-        req = self._requests.get(rid)
+        if kind is Kind.COOKIE:
+            if not self._tracker.got_cookie(rid, address, fields[1], now):
+                raise ProtocolError("COOKIE for no request of ours")
+            return
+        req = self._tracker.find(rid, address)
         if kind is Kind.RELAY_READY and rid == 0 and address == self._hs:
             self._on_relay_ready(fields, now)
             return
@@ -554,20 +532,16 @@ class Session:
                 raise ProtocolError("introduction from an unexpected address")
             self._on_introduce(fields, now)
             return
-        if req is None or req.address != address:
-            if rid in self._answered:
+        if req is None:
+            if self._tracker.answered_before(rid):
                 return  # a late copy of an answer we already have (our request was resent)
             raise ProtocolError(f"{kind.name} answers no request of ours")
         if kind is not Kind.INTRODUCE:
-            self._answered[rid] = now
-            if len(self._answered) > 64:
-                del self._answered[next(iter(self._answered))]
+            self._tracker.finish(req)
         if kind is Kind.HS_ERROR:
-            del self._requests[rid]
             self._on_hs_error(req, ErrorCode(fields[1]) if fields[1] in ErrorCode._value2member_map_
                               else None, fields[2], now)
         elif kind is Kind.REGISTERED and req.kind is Kind.REGISTER:
-            del self._requests[rid]
             self._token = fields[1]
             self._public = (fields[2], fields[3])
             self._next_refresh = now + min(self.config.secs_between_reg_refresh, fields[4] / 3)
@@ -578,23 +552,20 @@ class Session:
                 assert self._hs is not None
                 self._emit(ev.ConfirmedAsServer(self._hs))
         elif kind is Kind.REFRESHED and req.kind is Kind.REFRESH:
-            del self._requests[rid]
             self._next_refresh = now + min(self.config.secs_between_reg_refresh, fields[1] / 3)
         elif kind is Kind.UNREGISTERED:
-            del self._requests[rid]
+            pass
         elif kind is Kind.INTRODUCE and req.kind is Kind.JOIN:
             self._on_introduce(fields, now)
             req.next_send = now + self.config.secs_to_await_reply
         elif kind is Kind.RELAY_READY and req.kind is Kind.RELAY_REQUEST:
-            del self._requests[rid]
             self._on_relay_ready(fields, now)
         elif kind is Kind.LIST_REPLY and req.kind is Kind.LIST:
-            del self._requests[rid]
             self._on_list_page(rid, fields, now)
         else:
             raise ProtocolError(f"{kind.name} does not answer {req.kind.name}")
 
-    def _on_hs_error(self, req: _Request, code: ErrorCode | None, message: str,
+    def _on_hs_error(self, req: Request, code: ErrorCode | None, message: str,
                      now: float) -> None:
         if req.kind is Kind.LIST:
             self._lists.pop(req.req_id, None)
@@ -906,7 +877,8 @@ class Session:
         self._connect(remote, now)
         self._connected = True
         if self._join_req is not None:
-            self._requests.pop(self._join_req, None)
+            join = self._join_req
+            self._tracker.drop(lambda q: q.req_id == join)
         self._emit(ev.ConfirmedAsClient(address))
         self._peers_changed()
 

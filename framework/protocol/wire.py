@@ -45,6 +45,7 @@ class Kind(enum.IntEnum):
     RELAY_READY = 13
     #: Not msgpack: header, 8-byte relay id, then the relayed datagram as it is.
     RELAY = 14
+    COOKIE = 15
     # peer <-> peer
     PUNCH = 32
     PUNCH_ACK = 33
@@ -111,6 +112,8 @@ PUNCH_ID = _blob(8)
 SECONDS: Validator = lambda v: type(v) in (int, float) and 0 <= v < 1e6  # noqa: E731
 MESSAGE = _text(200)
 MAC = _blob(16)
+COOKIE: Validator = lambda v: type(v) is bytes and len(v) in (0, 16)  # noqa: E731
+PAD: Validator = lambda v: type(v) is bytes and len(v) <= 1200  # noqa: E731
 RELAY_ID = _blob(8)
 
 
@@ -126,18 +129,19 @@ def _server_entries(v: Any) -> bool:
 
 
 SCHEMAS: dict[Kind, tuple[Validator, ...]] = {
-    Kind.REGISTER: (U32, valid_name, HOST, PORT, BOOL, SECONDS),
+    Kind.REGISTER: (U32, valid_name, HOST, PORT, BOOL, SECONDS, COOKIE, PAD),
     Kind.REGISTERED: (U32, TOKEN, HOST, PORT, SECONDS),
-    Kind.REFRESH: (U32, valid_name, TOKEN),
+    Kind.REFRESH: (U32, valid_name, TOKEN, PAD),
     Kind.REFRESHED: (U32, SECONDS),
-    Kind.UNREGISTER: (U32, valid_name, TOKEN),
+    Kind.UNREGISTER: (U32, valid_name, TOKEN, PAD),
     Kind.UNREGISTERED: (U32,),
-    Kind.JOIN: (U32, valid_name, valid_name, HOST, PORT),
+    Kind.JOIN: (U32, valid_name, valid_name, HOST, PORT, COOKIE, PAD),
     Kind.INTRODUCE: (U32, valid_name, HOST, PORT, HOST, PORT, BOOL, NONCE),
-    Kind.LIST: (U32, U16),
+    Kind.LIST: (U32, U16, PAD),
     Kind.LIST_REPLY: (U32, U16, U16, _server_entries),
     Kind.HS_ERROR: (U32, U16, MESSAGE),
-    Kind.RELAY_REQUEST: (U32, valid_name, valid_name),
+    Kind.RELAY_REQUEST: (U32, valid_name, valid_name, COOKIE, PAD),
+    Kind.COOKIE: (U32, _blob(16)),
     Kind.RELAY_READY: (U32, RELAY_ID, valid_name),
     Kind.PUNCH: (valid_name, valid_name, PUNCH_ID),
     Kind.PUNCH_ACK: (valid_name, valid_name, PUNCH_ID),
@@ -162,6 +166,19 @@ def encode_control(kind: Kind, fields: Sequence[Any]) -> bytes:
     if len(data) > MAX_DATAGRAM:
         raise ValueError(f"{kind.name} packet of {len(data)} bytes exceeds {MAX_DATAGRAM}")
     return data
+
+
+#: Requests that make the handshake server keep state: they need its cookie.
+COOKIE_KINDS = frozenset({Kind.REGISTER, Kind.JOIN, Kind.RELAY_REQUEST})
+#: Every request is padded to this size at least, so that no answer (an error message,
+#: an introduction) is larger than its request: the server cannot amplify.
+MIN_REQUEST = 160
+#: A server-list page can be ~900 bytes: a list request is padded to more.
+LIST_REQUEST = 1000
+
+
+def request_size(kind: Kind) -> int:
+    return LIST_REQUEST if kind is Kind.LIST else MIN_REQUEST
 
 
 RELAY_HEADER_SIZE = HEADER_SIZE + 8
