@@ -15,6 +15,7 @@ the session's reliable connection starts.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,8 +63,30 @@ SYS_FORWARDED = 3
 SYS_FORWARD_FAILED = 4
 SYS_BYE = 5
 
+#: Clients a server player may be connecting to at once (introduced, not yet confirmed).
+MAX_PENDING = 8
+#: After a wrong password, the same IP address is not heard for 2^(failures-1) seconds,
+#: up to this many: online guessing gets slow fast.
+MAX_AUTH_PENALTY = 60.0
+
 #: While a peer is reached through the relay, try the direct path again this often.
 DIRECT_RETRY_INTERVAL = 5.0
+
+
+#: Networks a LAN address may be in (RFC 1918, RFC 6598 shared, link-local, loopback,
+#: RFC 4193 unique local). Python's is_private also admits documentation and other
+#: special ranges, which are not local networks.
+_LOCAL_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16",
+    "127.0.0.0/8", "fc00::/7", "fe80::/10", "::1/128"))
+
+
+def _is_local(host: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(ip in net for net in _LOCAL_NETWORKS if net.version == ip.version)
 
 
 def relay_address(relay_id: bytes) -> Address:
@@ -183,6 +206,7 @@ class Session:
         self._departed: dict[Address, float] = {}
         self._relay_remotes: dict[bytes, _Remote] = {}
         self._relay_ids: dict[Address, bytes] = {}
+        self._auth_penalty: dict[str, tuple[int, float]] = {}  # ip -> (failures, until)
         self._peer_names: list[str] = []
         self._connected = False
         self._seq_counters: dict[tuple[str, int], int] = {}
@@ -613,12 +637,23 @@ class Session:
                 self._error(f"{name!r} needs a password")
                 self._terminate("wrong password")
                 return
-        elif sum(1 for r in self._remotes.values()) >= self.config.max_clients:
-            log.info("ignoring %s: %d clients already", name, self.config.max_clients)
-            return
+        else:
+            connected = sum(1 for r in self._remotes.values() if r.state is PeerState.CONNECTED)
+            joining = len(self._remotes) - connected
+            if connected >= self.config.max_clients or joining >= MAX_PENDING:
+                log.info("ignoring %s: no room (%d clients, %d joining)", name, connected,
+                         joining)
+                return
+            penalty = self._auth_penalty.get(pub_host)
+            if penalty is not None and now < penalty[1]:
+                log.info("ignoring %s: %s gave a wrong password %d times", name, pub_host,
+                         penalty[0])
+                return
         candidates: list[tuple[Address, str]] = [((pub_host, pub_port), "direct")]
         lan = (lan_host, lan_port)
-        if lan_host and lan_port and lan != candidates[0][0] and lan_host not in ("0.0.0.0", "::"):
+        if lan_port and lan != candidates[0][0] and _is_local(lan_host):
+            # Only an address of a local network: a client cannot make us punch
+            # an arbitrary public address it names.
             candidates.insert(0, (lan, "lan"))
         remote = _Remote(name, nonce, candidates, now + self.config.handshake_timeout,
                          password_required=password_required, punch_started=now)
@@ -853,6 +888,11 @@ class Session:
             raise ProtocolError("AUTH from an address without a challenge")
         if not crypto.verify(self._client_proof(remote), fields[0]):
             log.info("wrong password from %s at %s", remote.name, address)
+            ip = next(a for a, p in remote.candidates if p == "direct")[0]
+            failures = self._auth_penalty.get(ip, (0, 0.0))[0] + 1
+            self._auth_penalty[ip] = (failures, now + min(MAX_AUTH_PENALTY, 2.0 ** (failures - 1)))
+            if len(self._auth_penalty) > 4096:
+                del self._auth_penalty[next(iter(self._auth_penalty))]
             self._send(self._reject(remote, ErrorCode.WRONG_PASSWORD, "wrong password"), address)
             self._remove(remote, quiet=True)
             self._emit(ev.PeerConnectionFailed(remote.name))
