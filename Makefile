@@ -7,7 +7,7 @@ STAMP := $(VENV)/.stamp-$(shell cksum pyproject.toml | cut -d' ' -f1)
 BENCH_STAMP := $(VENV)/.bench-$(shell cksum pyproject.toml | cut -d' ' -f1)
 export SDL_AUDIODRIVER ?= dummy
 
-.PHONY: play test lint bench fuzz server sysdeps clean
+.PHONY: venv play test lint bench fuzz server sysdeps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
@@ -47,6 +47,7 @@ bench: $(BENCH_STAMP)
 	SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy $(PY) -m tools.bench --write docs/BENCHMARKS.md
 
 fuzz: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,fuzz]'
 	$(PY) -m tools.fuzz --datagrams 1000000
 
 clean:
