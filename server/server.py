@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import selectors
@@ -15,8 +16,10 @@ from .core import HandshakeCore, ServerConfig
 log = logging.getLogger("server")
 
 Address = tuple[str, int]
-#: Datagrams handled before the loop looks at the clock again.
+#: Datagrams handled before the loop looks at the clock again, and at most per wake-up
+#: (so that expiry and stop() still run under a flood).
 BATCH = 256
+MAX_PER_WAKEUP = 8192
 EXPIRY_INTERVAL = 1.0
 
 
@@ -82,12 +85,18 @@ class HandshakeServer:
             self._sock.close()
             self._wake_r.close()
             self._wake_w.close()
-            log.info("handshake server stopped")
+            st = self.core.stats
+            log.info("handshake server stopped: %s", json.dumps({
+                "received": st.received, "replies": st.replies, "dropped": st.dropped,
+                "rate_limited": st.rate_limited, "cookies_sent": st.cookies_sent,
+                "amplification_refused": st.amplification_refused,
+                "registrations": st.registrations, "introductions": st.introductions,
+                "relayed_packets": st.relayed_packets, "relay_dropped": st.relay_dropped}))
 
     def _drain(self) -> None:
         sock = self._sock
         core = self.core
-        while True:
+        for _ in range(MAX_PER_WAKEUP // BATCH):
             now = time.monotonic()
             for _ in range(BATCH):
                 try:
