@@ -1,0 +1,65 @@
+"""Game over: who won, rematch or back to the menu."""
+
+from __future__ import annotations
+
+import pygame
+
+from games.pong import render, theme
+from games.pong.match import Status
+from games.pong.scenes import menu, play
+from games.pong.scenes.base import Context, Scene
+from games.pong.session import MatchSession
+from games.pong.widgets import BUTTON_HEIGHT, Button, Form
+
+
+class WinScene(Scene):
+    def __init__(self, ctx: Context, session: MatchSession) -> None:
+        super().__init__(ctx)
+        self.session = session
+        self.form = Form(
+            [
+                Button("Rematch (R)", "rematch", pygame.Rect(160, 412, 220, BUTTON_HEIGHT)),
+                Button("Menu (Esc)", "menu", pygame.Rect(420, 412, 220, BUTTON_HEIGHT)),
+            ]
+        )
+
+    def handle_event(self, event: pygame.event.Event, now: float) -> None:
+        action = self.form.handle(event)
+        if event.type == pygame.KEYDOWN:
+            if event.key == pygame.K_r:
+                action = "rematch"
+            elif event.key in (pygame.K_ESCAPE, pygame.K_m):
+                action = "menu"
+            elif event.key in play.STATS_KEYS:
+                self.ctx.settings.show_stats = not self.ctx.settings.show_stats
+        if action == "rematch":
+            self.session.match.request_rematch()
+        elif action == "menu":
+            self.session.leave()
+            menu.back_to_menu(self.ctx)
+
+    def handle_net(self, event: pygame.event.Event, now: float) -> None:
+        self.session.route(event, now)
+
+    def update(self, now: float) -> None:
+        self.session.update(now)
+        self.ctx.sounds.play_events(self.session.match.take_events(), self.session.match.my_side)
+        if play.leave_for_status(self.ctx, self.session):
+            return
+        if self.session.match.status == Status.PLAYING:
+            self.ctx.switch(play.PlayScene(self.ctx, self.session))
+
+    def draw(self, surface: pygame.Surface, now: float) -> None:
+        play.draw_match(surface, self.ctx, self.session, now)
+        m = self.session.match
+        title = "You win!" if m.i_won else f"{m.opponent} wins"
+        left, right = m.final_score
+        lines = [(f"{m.names[0]}  {left} : {right}  {m.names[1]}", theme.TEXT)]
+        if m.i_want_rematch:
+            lines.append((f"Waiting for {m.opponent} to accept...", theme.TEXT_DIM))
+        elif m.they_want_rematch:
+            lines.append((f"{m.opponent} wants a rematch!", theme.GOOD))
+        else:
+            lines.append(("Play again?", theme.TEXT_DIM))
+        render.draw_banner(surface, title, lines)
+        self.form.draw(surface, now)
