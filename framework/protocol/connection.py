@@ -55,9 +55,20 @@ ITEM_ROOM = MAX_DATAGRAM - DATA_HEADER_SIZE - 3 - TAG_SIZE - RELAY_OVERHEAD
 #: The largest single item that is not fragmented.
 MAX_UNFRAGMENTED = ITEM_ROOM
 _SENT_BUFFER = 1024
+#: A datagram that carried only unreliable messages is acknowledged within this time,
+#: riding on our own traffic if there is any; reliable messages and pings are
+#: acknowledged at the next poll. Lone acks for a stream of inputs would otherwise double
+#: the datagrams a game sends.
+ACK_DELAY = 0.1
+#: How often an active connection asks for a prompt ack, to keep the round-trip time fresh
+#: when no reliable traffic flows.
+RTT_PROBE_INTERVAL = 1.0
+#: Packets whose fate the loss figure covers.
+LOSS_WINDOW = 256
 #: System message sent unreliably to make the other side answer (a peer check).
 PING = msgpack.packb([0])
 _PING_ITEM = b"\x92" + msgpack.packb(SYSTEM_CHANNEL << CHANNEL_SHIFT) + PING
+_SYSTEM_UNRELIABLE = SYSTEM_CHANNEL << 2 | Delivery.UNRELIABLE
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +151,7 @@ class SentPacket:
     reliable: list[Outgoing]
     acked: bool = False
     settled: bool = False  # acknowledged or counted lost
+    prompt: bool = False  # the other side acks it at once: a fair round-trip sample
 
 
 @dataclass(slots=True)
@@ -193,7 +205,7 @@ class Connection:
         # extra acks when more than 33 packets arrive between two datagrams of ours.
         self._received: list[int] = [-1] * _SENT_BUFFER
         self._unacked: list[int] = []  # sequences received since our last datagram
-        self._ack_pending = False
+        self._ack_due = math.inf  # when a lone ack must go out, if nothing else does
         self._ping_pending = False
         self._streams: dict[int, SendStream] = {}
         self._active: dict[int, SendStream] = {}  # streams with waiting messages
@@ -210,10 +222,12 @@ class Connection:
         self.rto = min(1.0, config.secs_to_await_reply)
         self.cwnd = float(config.initial_cwnd)
         self._reliable_in_flight = 0  # packets with reliable items, not settled
-        self.loss = 0.0  # smoothed fraction
+        self._loss_window: deque[int] = deque(maxlen=LOSS_WINDOW)
+        self._loss_sum = 0
         self.last_received = now
         self.last_sent = now
         self._last_ping = now
+        self._last_traffic = -math.inf  # when messages last went out (pings aside)
         self.counters = _Counters()
         self._rate_in = RateMeter(now)
         self._rate_out = RateMeter(now)
@@ -309,15 +323,19 @@ class Connection:
         if self._unreliable:
             items.extend((item, None) for item in self._unreliable)
             self._unreliable = []
+        if items:
+            self._last_traffic = now
         self._keepalive(now)
+        prompt = False
         if self._ping_pending:
             items.append((_PING_ITEM, None))
             self._ping_pending = False
             self._last_ping = now
+            prompt = True
         if not items:
-            datagrams = [self._finish([], [], now)] if self._ack_pending else []
+            datagrams = [self._finish([], [], now)] if now >= self._ack_due else []
         else:
-            datagrams = self._pack(items, now)
+            datagrams = self._pack(items, now, prompt)
         if self._unacked:
             self._extra_acks(datagrams, now)
         return datagrams
@@ -352,6 +370,9 @@ class Connection:
                 self._ping_pending = True
         elif now - self.last_sent >= cfg.secs_between_peer_checks:
             self._ping_pending = True
+        elif (now - self._last_ping >= RTT_PROBE_INTERVAL
+              and now - self._last_traffic < RTT_PROBE_INTERVAL):
+            self._ping_pending = True  # active: keep the round-trip estimate fresh
 
     def _collect_resends(self, now: float, items: list[tuple[bytes, Outgoing | None]]) -> None:
         timers = self._timers
@@ -414,7 +435,8 @@ class Connection:
         for key in done:
             del self._active[key]
 
-    def _pack(self, items: list[tuple[bytes, Outgoing | None]], now: float) -> list[bytes]:
+    def _pack(self, items: list[tuple[bytes, Outgoing | None]], now: float,
+              prompt: bool) -> list[bytes]:
         datagrams: list[bytes] = []
         batch: list[bytes] = []
         batch_reliable: list[Outgoing] = []
@@ -422,18 +444,18 @@ class Connection:
         for item, out in items:
             n = len(item)
             if batch and size + n > ITEM_ROOM:
-                datagrams.append(self._finish(batch, batch_reliable, now))
+                datagrams.append(self._finish(batch, batch_reliable, now, prompt=prompt))
                 batch, batch_reliable, size = [], [], 0
             batch.append(item)
             if out is not None:
                 batch_reliable.append(out)
             size += n
         if batch:
-            datagrams.append(self._finish(batch, batch_reliable, now))
+            datagrams.append(self._finish(batch, batch_reliable, now, prompt=prompt))
         return datagrams
 
     def _finish(self, batch: list[bytes], reliable: list[Outgoing], now: float,
-                anchor: tuple[int, int] | None = None) -> bytes:
+                anchor: tuple[int, int] | None = None, prompt: bool = False) -> bytes:
         seq = self._seq
         self._seq = (seq + 1) & 0xFFFF
         ack, ack_bits = anchor if anchor is not None else (self._remote_seq & 0xFFFF,
@@ -450,10 +472,11 @@ class Connection:
         if old is not None and not old.settled:
             self._settle(old, lost=True)
         # An ack-only packet makes the other side send nothing back: never count it lost.
-        self._sent[slot] = SentPacket(seq, now, len(data), reliable, settled=not batch)
+        self._sent[slot] = SentPacket(seq, now, len(data), reliable, settled=not batch,
+                                      prompt=prompt or bool(reliable))
         if reliable:
             self._reliable_in_flight += 1
-        self._ack_pending = False
+        self._ack_due = math.inf
         self.last_sent = now
         c = self.counters
         c.packets_sent += 1
@@ -524,7 +547,11 @@ class Connection:
         self._recv_full = max(self._recv_full, full)
         self._record(seq)
         if parsed:
-            self._ack_pending = True
+            if any(mode >= Delivery.RELIABLE_UNORDERED or key == _SYSTEM_UNRELIABLE
+                   for key, mode, _, _ in parsed):
+                self._ack_due = now  # reliable messages or a ping: answer at once
+            elif self._ack_due == math.inf:
+                self._ack_due = now + ACK_DELAY
         return self._deliver(parsed)
 
     def _parse(self, items: list[Any]) -> list[tuple[int, int, int, Entry | Any]]:
@@ -649,7 +676,7 @@ class Connection:
             return  # acknowledges something we never sent: ignore the whole field
         sent = self._sent
         p = sent[ack % _SENT_BUFFER]
-        if p is not None and p.seq == ack and not p.acked:
+        if p is not None and p.seq == ack and not p.acked and p.prompt:
             self._update_rtt(now - p.time)
         for i in range(33):
             if i and not (bits >> (i - 1)) & 1:
@@ -675,7 +702,7 @@ class Connection:
 
     def _detect_losses(self, now: float) -> None:
         """Count as lost what went unacknowledged for two retransmission timeouts."""
-        limit = now - 2 * self.rto
+        limit = now - 2 * self.rto - ACK_DELAY
         sent = self._sent
         while self._loss_check != self._seq:
             p = sent[self._loss_check % _SENT_BUFFER]
@@ -690,14 +717,17 @@ class Connection:
         if p.reliable:
             self._reliable_in_flight -= 1
         c = self.counters
+        window = self._loss_window
+        if len(window) == LOSS_WINDOW:
+            self._loss_sum -= window[0]
+        window.append(int(lost))
+        self._loss_sum += int(lost)
         if lost:
             c.packets_lost += 1
-            self.loss += 0.05 * (1.0 - self.loss)
             if p.reliable:
                 self.cwnd = max(8.0, self.cwnd / 2)
         else:
             c.packets_acked += 1
-            self.loss -= 0.05 * self.loss
             if self.cwnd < self.config.max_cwnd:
                 self.cwnd += 1.0 if self.cwnd < 256 else 1.0 / self.cwnd * 16
 
@@ -725,8 +755,10 @@ class Connection:
 
     def next_timer(self, now: float) -> float:
         """The next moment poll() has work to do (for callers that sleep between ticks)."""
-        if self._ack_pending or self._unreliable or self._ping_pending or self._active:
+        if self._unreliable or self._ping_pending or self._active:
             return now
+        if self._ack_due < math.inf:
+            return self._ack_due
         t = self.last_sent + self.config.secs_between_peer_checks
         t = min(t, self.last_received + self.config.peer_timeout)
         while self._timers and (self._timers[0][2].acked
@@ -741,11 +773,16 @@ class Connection:
         for r in self._receivers.values():
             self.budget.used -= r.release()
 
+    @property
+    def packet_loss(self) -> float:
+        """Percent of the last packets sent that were never acknowledged."""
+        return 100.0 * self._loss_sum / len(self._loss_window) if self._loss_window else 0.0
+
     def stats(self, now: float) -> PeerStats:
         c = self.counters
         return PeerStats(
             rtt=self.srtt, rtt_var=self.rttvar, rto=self.rto,
-            packet_loss=100.0 * self.loss,
+            packet_loss=self.packet_loss,
             bytes_in_per_sec=self._rate_in.value(now),
             bytes_out_per_sec=self._rate_out.value(now),
             messages_in_flight=self.in_flight(),
