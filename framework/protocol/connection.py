@@ -110,7 +110,8 @@ class Group:
 class Outgoing:
     """One reliable item on the wire (a whole message or one fragment)."""
 
-    __slots__ = ("acked", "count", "due", "failed", "flags", "group", "index", "item", "key", "seq")
+    __slots__ = ("acked", "count", "due", "failed", "first_sent", "flags", "group", "index",
+                 "item", "key", "seq")
 
     def __init__(self, key: int, seq: int, flags: int, item: bytes, group: Group,
                  index: int, count: int) -> None:
@@ -123,6 +124,7 @@ class Outgoing:
         self.count = count
         self.due = math.inf
         self.failed = 0
+        self.first_sent = math.inf
         self.acked = False
 
 
@@ -377,13 +379,18 @@ class Connection:
     def _collect_resends(self, now: float, items: list[tuple[bytes, Outgoing | None]]) -> None:
         timers = self._timers
         attempts = self.config.attempts_before_expiration
+        # Resends follow the round trip, but a message is given up only when it has failed
+        # that many times *and* the seed's whole budget (attempts x secs_to_await_reply)
+        # has passed: a fast link must not turn a one-second hiccup into lost messages.
+        patience = attempts * self.config.secs_to_await_reply
         while timers and timers[0][0] <= now:
             due, _, out = heapq.heappop(timers)
             if out.acked or out.due != due:
                 continue
             out.failed += 1
             group = out.group
-            if group.expires and not group.expired and out.failed >= attempts:
+            if (group.expires and not group.expired and out.failed >= attempts
+                    and now - out.first_sent >= patience):
                 self._expire(group)
             self.counters.messages_resent += 1
             self._schedule(out, now)
@@ -426,6 +433,7 @@ class Connection:
                 if not stream.window_open(out.seq):
                     break
                 waiting.popleft()
+                out.first_sent = now
                 stream.in_flight[out.seq] = out
                 self._schedule(out, now)
                 items.append((out.item, out))
