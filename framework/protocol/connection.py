@@ -477,10 +477,8 @@ class Connection:
         used = 0
         gap = REDUNDANCY_GAP
         for stream in self._streams.values():
-            looked = 0
-            for out in stream.in_flight.values():
-                looked += 1
-                if looked > 32 or room - used < 24:
+            for looked, out in enumerate(stream.in_flight.values()):
+                if looked >= 32 or room - used < 24:
                     break
                 n = len(out.item)
                 if (now - out.last_sent >= gap and out.due > now and n <= room - used
