@@ -57,10 +57,15 @@ NAMES: dict[int, str] = {
 }
 
 
+_FIELDS: dict[type[Any], tuple[str, ...]] = {
+    cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in EVENT_TYPES
+}
+
+
 def to_pygame(event: ev.EngineEvent) -> pygame.event.Event:
     """Turn an engine event into a pygame event of the matching type."""
-    attrs = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
-    return pygame.event.Event(EVENT_TYPES[type(event)], attrs)
+    cls = type(event)
+    return pygame.event.Event(EVENT_TYPES[cls], {n: getattr(event, n) for n in _FIELDS[cls]})
 
 
 __all__ = [name for name in NAMES.values()] + ["EVENT_TYPES", "NAMES", "to_pygame"]

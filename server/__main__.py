@@ -29,12 +29,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--relay-duration", type=float,
                         default=ServerConfig.relay_max_duration,
                         help="seconds a relay may live (default %(default)s)")
+    parser.add_argument("--requests-per-ip", type=float,
+                        default=ServerConfig.requests_per_sec_per_ip,
+                        help="requests per second one IP address may make (default "
+                             "%(default)s; raise it for load tests)")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = ServerConfig(max_registrations=args.max_registrations, relay=not args.no_relay,
+                          requests_per_sec_per_ip=args.requests_per_ip,
+                          request_burst=max(2 * args.requests_per_ip, 1.0),
                           relay_bytes_per_sec=args.relay_rate,
                           relay_max_duration=args.relay_duration)
     try:

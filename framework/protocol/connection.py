@@ -74,6 +74,15 @@ LOSS_WINDOW = 256
 PING = msgpack.packb([0])
 _PING_ITEM = b"\x92" + msgpack.packb(SYSTEM_CHANNEL << CHANNEL_SHIFT) + PING
 _SYSTEM_UNRELIABLE = SYSTEM_CHANNEL << 2 | Delivery.UNRELIABLE
+# Plain ints for the receive path (comparing enum members costs more).
+_UNRELIABLE = int(Delivery.UNRELIABLE)
+_SEQUENCED = int(Delivery.UNRELIABLE_SEQUENCED)
+_ORDERED = int(Delivery.RELIABLE_ORDERED)
+_MODES = tuple(Delivery(i) for i in range(4))
+_FRAG_OR_CANCEL = FLAG_FRAGMENT | FLAG_CANCEL
+_MAX_ID = 1 << 63
+#: A checked message item: (key, mode, seq, message_id, value, fragment-or-cancel entry).
+_Parsed = tuple[int, int, int, int, Any, "Entry | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +203,7 @@ class Connection:
                  initial_rtt: float | None = None, key: bytes | None = None,
                  send_label: bytes = b"", recv_label: bytes = b"") -> None:
         self.config = config
+        self._packer = msgpack.Packer(use_bin_type=True)  # its own: packb makes one a call
         # Authentication: every datagram ends with an 8-byte keyed BLAKE2b tag over a
         # direction label, the full 64-bit packet number and the datagram. The label stops
         # a datagram from being reflected back to its sender; the full number (the wire
@@ -221,7 +231,8 @@ class Connection:
         self._sequenced: dict[int, SequencedReceiver] = {}
         self._seq_counters: dict[int, int] = {}
         self._unreliable: list[bytes] = []
-        self._timers: list[tuple[float, int, Outgoing]] = []
+        # Retransmission timers: (due, tie-breaker, message or messages first sent together).
+        self._timers: list[tuple[float, int, list[Outgoing]]] = []
         self._next_key = 0
         self._loss_check = 0  # oldest sent sequence not yet settled
         self.expired: list[Group] = []  # drained by the owner
@@ -282,9 +293,16 @@ class Connection:
         if expires is None:
             expires = channel != SYSTEM_CHANNEL
         group = Group(message_id, message, mode, channel, expires)
-        head = msgpack.packb([flags, stream.next_seq, message_id])
+        seq = stream.next_seq
+        head = self._packer.pack([flags, seq, message_id])
         if len(head) + len(payload) <= MAX_UNFRAGMENTED:
-            self._append(stream, group, flags, b"\x94" + head[1:] + payload, 0, 1)
+            # the common case, inline: one item, one Outgoing
+            out = Outgoing(self._next_key, seq, flags, b"\x94" + head[1:] + payload, group, 0, 1)
+            self._next_key += 1
+            stream.next_seq = (seq + 1) & 0xFFFF
+            stream.waiting.append(out)
+            group.parts.append(out)
+            group.remaining = 1
         else:
             count = -(-len(payload) // FRAGMENT_SIZE)
             fflags = flags | FLAG_FRAGMENT
@@ -390,17 +408,18 @@ class Connection:
         # has passed: a fast link must not turn a one-second hiccup into lost messages.
         patience = attempts * self.config.secs_to_await_reply
         while timers and timers[0][0] <= now:
-            due, _, out = heapq.heappop(timers)
-            if out.acked or out.due != due:
-                continue
-            out.failed += 1
-            group = out.group
-            if (group.expires and not group.expired and out.failed >= attempts
-                    and now - out.first_sent >= patience):
-                self._expire(group)
-            self.counters.messages_resent += 1
-            self._schedule(out, now)
-            items.append((out.item, out))
+            due, _, entry = heapq.heappop(timers)
+            for out in entry:
+                if out.acked or out.due != due:
+                    continue
+                out.failed += 1
+                group = out.group
+                if (group.expires and not group.expired and out.failed >= attempts
+                        and now - out.first_sent >= patience):
+                    self._expire(group)
+                self.counters.messages_resent += 1
+                self._schedule(out, now)
+                items.append((out.item, out))
 
     def _expire(self, group: Group) -> None:
         """The message failed: stand a small cancel notice in for each unacked piece.
@@ -423,7 +442,7 @@ class Connection:
         limit = self.config.secs_to_await_reply
         wait = min(self.rto * (2 ** min(out.failed, 16)), limit)
         out.due = now + wait
-        heapq.heappush(self._timers, (out.due, out.key, out))
+        heapq.heappush(self._timers, (out.due, out.key, [out]))
 
     def _collect_new(self, now: float, items: list[tuple[bytes, Outgoing | None]]) -> None:
         if not self._active:
@@ -433,22 +452,32 @@ class Connection:
             return
         room = budget * (ITEM_ROOM - 64)  # rough bytes allowed this poll
         done: list[int] = []
+        batch: list[Outgoing] = []
+        due = now + min(self.rto, self.config.secs_to_await_reply)
         for key, stream in self._active.items():
             waiting = stream.waiting
-            while waiting and room > 0:
-                out = waiting[0]
-                if not stream.window_open(out.seq):
-                    break
-                waiting.popleft()
-                out.first_sent = now
-                stream.in_flight[out.seq] = out
-                self._schedule(out, now)
+            in_flight = stream.in_flight
+            # how many more the window allows, from the oldest unacknowledged message
+            if in_flight:
+                allowed = RELIABLE_WINDOW - ((waiting[0].seq - next(iter(in_flight))) & 0xFFFF)
+            else:
+                allowed = RELIABLE_WINDOW
+            while waiting and room > 0 and allowed > 0:
+                out = waiting.popleft()
+                allowed -= 1
+                out.first_sent = out.last_sent = now
+                out.due = due
+                in_flight[out.seq] = out
+                batch.append(out)
                 items.append((out.item, out))
                 room -= len(out.item)
             if not waiting:
                 done.append(key)
         for key in done:
             del self._active[key]
+        if batch:
+            # one timer for everything first sent now
+            heapq.heappush(self._timers, (due, batch[0].key, batch))
 
     def _pack(self, items: list[tuple[bytes, Outgoing | None]], now: float,
               prompt: bool) -> list[bytes]:
@@ -582,17 +611,22 @@ class Connection:
         self._recv_full = max(self._recv_full, full)
         self._record(seq)
         if parsed:
-            if any(mode >= Delivery.RELIABLE_UNORDERED or key == _SYSTEM_UNRELIABLE
-                   for key, mode, _, _ in parsed):
+            if any(p[1] >= 2 or p[0] == _SYSTEM_UNRELIABLE for p in parsed):
                 self._ack_due = now  # reliable messages or a ping: answer at once
             elif self._ack_due == math.inf:
                 self._ack_due = now + ACK_DELAY
         return self._deliver(parsed)
 
-    def _parse(self, items: list[Any]) -> list[tuple[int, int, int, Entry | Any]]:
-        """Check every item's shape; returns (key, mode, seq, entry-or-value) tuples."""
-        out: list[tuple[int, int, int, Entry | Any]] = []
+    def _parse(self, items: list[Any]) -> list[_Parsed]:
+        """Check every item's shape before anything is applied.
+
+        Returns (key, mode, seq, message_id, value, entry) tuples; ``entry`` is None for a
+        whole message, an Entry for a fragment or a cancel notice.
+        """
+        out: list[_Parsed] = []
+        append = out.append
         max_frags = -(-self.config.max_message_size // FRAGMENT_SIZE)
+        receivers = self._receivers
         for it in items:
             if type(it) is not list or len(it) < 2 or type(it[0]) is not int:
                 raise ProtocolError("malformed message item")
@@ -602,56 +636,56 @@ class Connection:
             mode = flags & MODE_MASK
             key = (flags >> CHANNEL_SHIFT) << 2 | mode
             n = len(it)
-            if mode == Delivery.UNRELIABLE:
-                if n != 2 or flags & (FLAG_FRAGMENT | FLAG_CANCEL):
+            if mode == _UNRELIABLE:
+                if n != 2 or flags & _FRAG_OR_CANCEL:
                     raise ProtocolError("malformed unreliable item")
-                out.append((key, mode, 0, it[1]))
+                append((key, mode, 0, 0, it[1], None))
                 continue
             seq = it[1]
             if type(seq) is not int or not 0 <= seq <= 0xFFFF:
                 raise ProtocolError("bad message sequence")
-            if mode == Delivery.UNRELIABLE_SEQUENCED:
-                if n != 3 or flags & (FLAG_FRAGMENT | FLAG_CANCEL):
+            if mode == _SEQUENCED:
+                if n != 3 or flags & _FRAG_OR_CANCEL:
                     raise ProtocolError("malformed sequenced item")
-                out.append((key, mode, seq, it[2]))
+                append((key, mode, seq, 0, it[2], None))
                 continue
             mid = it[2] if n > 2 else None
-            if type(mid) is not int or not 0 <= mid < (1 << 63):
+            if type(mid) is not int or not 0 <= mid < _MAX_ID:
                 raise ProtocolError("bad message id")
-            frag = flags & FLAG_FRAGMENT
-            cancel = flags & FLAG_CANCEL
-            if frag and cancel:
-                raise ProtocolError("fragment and cancel together")
-            if not frag and not cancel:
-                if n != 4:
-                    raise ProtocolError("malformed reliable item")
-                entry = Entry(WHOLE, mid, it[3])
-            else:
-                if n != (6 if frag else 5):
-                    raise ProtocolError("malformed fragment or cancel item")
-                index, count = it[3], it[4]
-                if (type(index) is not int or type(count) is not int
-                        or not 0 <= index < count <= max_frags):
-                    raise ProtocolError("bad fragment numbering")
-                if frag:
-                    chunk = it[5]
-                    if type(chunk) is not bytes or not 0 < len(chunk) <= FRAGMENT_SIZE:
-                        raise ProtocolError("bad fragment chunk")
-                    entry = Entry(FRAGMENT, mid, chunk, index, count)
-                else:
-                    entry = Entry(CANCEL, mid, None, index, count)
-            receiver = self._receivers.get(key)
+            receiver = receivers.get(key)
             if receiver is not None:
                 receiver.check(seq)  # raises beyond the window
             elif seq >= RELIABLE_WINDOW:
                 raise ProtocolError("reliable message beyond the receive window")
-            out.append((key, mode, seq, entry))
+            kind = flags & _FRAG_OR_CANCEL
+            if not kind:
+                if n != 4:
+                    raise ProtocolError("malformed reliable item")
+                append((key, mode, seq, mid, it[3], None))
+                continue
+            if kind == _FRAG_OR_CANCEL:
+                raise ProtocolError("fragment and cancel together")
+            frag = kind == FLAG_FRAGMENT
+            if n != (6 if frag else 5):
+                raise ProtocolError("malformed fragment or cancel item")
+            index, count = it[3], it[4]
+            if (type(index) is not int or type(count) is not int
+                    or not 0 <= index < count <= max_frags):
+                raise ProtocolError("bad fragment numbering")
+            if frag:
+                chunk = it[5]
+                if type(chunk) is not bytes or not 0 < len(chunk) <= FRAGMENT_SIZE:
+                    raise ProtocolError("bad fragment chunk")
+                append((key, mode, seq, mid, None, Entry(FRAGMENT, mid, chunk, index, count)))
+            else:
+                append((key, mode, seq, mid, None, Entry(CANCEL, mid, None, index, count)))
         return out
 
-    def _check_budget(self, parsed: list[tuple[int, int, int, Entry | Any]]) -> None:
+    def _check_budget(self, parsed: list[_Parsed]) -> None:
         extra = 0
-        for _, mode, _, entry in parsed:
-            if mode >= Delivery.RELIABLE_UNORDERED and entry.kind == FRAGMENT:
+        for item in parsed:
+            entry = item[5]
+            if entry is not None and entry.kind == FRAGMENT:
                 extra += len(entry.payload)
         if not extra:
             return
@@ -661,28 +695,35 @@ class Connection:
         if self.budget.used + extra > self.budget.limit:
             raise ProtocolError("reassembly limit for all peers reached")
 
-    def _deliver(self, parsed: list[tuple[int, int, int, Entry | Any]]) -> list[Delivered]:
+    def _deliver(self, parsed: list[_Parsed]) -> list[Delivered]:
         delivered: list[Delivered] = []
-        for key, mode, seq, entry in parsed:
+        append = delivered.append
+        receivers = self._receivers
+        for key, mode, seq, mid, value, entry in parsed:
             channel = key >> 2
-            if mode == Delivery.UNRELIABLE:
-                delivered.append(Delivered(channel, Delivery.UNRELIABLE, None, entry))
-            elif mode == Delivery.UNRELIABLE_SEQUENCED:
+            if mode == _UNRELIABLE:
+                append(Delivered(channel, Delivery.UNRELIABLE, None, value))
+                continue
+            if mode == _SEQUENCED:
                 sr = self._sequenced.get(key)
                 if sr is None:
                     sr = self._sequenced[key] = SequencedReceiver()
                 if sr.accept(seq):
-                    delivered.append(Delivered(channel, Delivery.UNRELIABLE_SEQUENCED, None, entry))
-            else:
-                receiver = self._receivers.get(key)
-                if receiver is None:
-                    receiver = self._receivers[key] = ReliableReceiver(
-                        mode == Delivery.RELIABLE_ORDERED)
-                ready: list[tuple[int, Any]] = []
-                self.budget.used += receiver.receive(seq, entry, ready)
-                dmode = Delivery(mode)
-                for mid, value in ready:
-                    delivered.append(Delivered(channel, dmode, mid, value))
+                    append(Delivered(channel, Delivery.UNRELIABLE_SEQUENCED, None, value))
+                continue
+            receiver = receivers.get(key)
+            if receiver is None:
+                receiver = receivers[key] = ReliableReceiver(mode == _ORDERED)
+            dmode = _MODES[mode]
+            if entry is None and seq == receiver.base and not receiver.buf:
+                # The common case: the next message of its stream, nothing waiting.
+                receiver.base = (seq + 1) & 0xFFFF
+                append(Delivered(channel, dmode, mid, value))
+                continue
+            ready: list[tuple[int, Any]] = []
+            self.budget.used += receiver.receive(seq, entry or Entry(WHOLE, mid, value), ready)
+            for rid, rvalue in ready:
+                append(Delivered(channel, dmode, rid, rvalue))
         self.counters.messages_received += len(delivered)
         return delivered
 
@@ -737,7 +778,7 @@ class Connection:
                 for out in p.reliable:
                     if not out.acked and out.due > now:
                         out.due = now
-                        heapq.heappush(self._timers, (now, out.key, out))
+                        heapq.heappush(self._timers, (now, out.key, [out]))
             self._loss_check = (self._loss_check + 1) & 0xFFFF
 
     def _detect_losses(self, now: float) -> None:
@@ -801,9 +842,6 @@ class Connection:
             return self._ack_due
         t = self.last_sent + self.config.secs_between_peer_checks
         t = min(t, self.last_received + self.config.peer_timeout)
-        while self._timers and (self._timers[0][2].acked
-                                or self._timers[0][2].due != self._timers[0][0]):
-            heapq.heappop(self._timers)
         if self._timers:
             t = min(t, self._timers[0][0])
         return t

@@ -27,7 +27,7 @@ class Delivery(enum.IntEnum):
 
     @property
     def reliable(self) -> bool:
-        return self >= Delivery.RELIABLE_UNORDERED
+        return self in _RELIABLE
 
 
 #: Flag bits next to the mode in a message's flags byte: bit 2 fragment, bit 3 cancelled,
@@ -36,3 +36,6 @@ FLAG_FRAGMENT = 0x04
 FLAG_CANCEL = 0x08
 MODE_MASK = 0x03
 CHANNEL_SHIFT = 4
+
+
+_RELIABLE = frozenset({Delivery.RELIABLE_UNORDERED, Delivery.RELIABLE_ORDERED})

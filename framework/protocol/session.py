@@ -38,7 +38,7 @@ from .constants import (
 from .delivery import Delivery
 from .errors import MessageTooLarge, NotConnected, ProtocolError
 from .requests import Request, RequestTracker, encode_request
-from .values import decode_value, encode_value
+from .values import Encoder, decode_value, encode_value
 from .wire import (
     ErrorCode,
     Kind,
@@ -178,6 +178,7 @@ class Session:
             reassembly_limit_per_peer=cfg.reassembly_limit_per_peer,
         )
         self._next_message_id = 1
+        self._encoder = Encoder()
         self._blocked_count = 0
         self._blocked_window = 0.0
         self._blocked_in_window = 0
@@ -262,7 +263,7 @@ class Session:
             raise TypeError("delivery must be a framework.Delivery member")
         if type(channel) is not int or not 0 <= channel < USER_CHANNELS:
             raise ValueError(f"channel must be an int from 0 to {USER_CHANNELS - 1}")
-        payload = encode_value(message)  # TypeError here, at the call
+        payload = self._encoder.encode(message)  # TypeError here, at the call
         if not self._connected:
             raise NotConnected("no session: messages can be sent once connected")
         if peer_name == self._name:
@@ -515,6 +516,10 @@ class Session:
             if host_remote is None:
                 self._error(f"could not join: {where}")
                 self._terminate(f"could not join: {where}")
+            elif host_remote.state is PeerState.PUNCHING and now < host_remote.deadline:
+                # Introduced, but no path yet: the server player may not have heard of us
+                # (its introduction lost, or it was busy). Keep asking while we punch.
+                self._join_req = self._request(Kind.JOIN, req.fields, req.address, now)
 
     def _any_connected(self) -> bool:
         return any(r.state is PeerState.CONNECTED for r in self._remotes.values())

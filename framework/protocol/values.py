@@ -74,6 +74,28 @@ def encode_value(value: object) -> bytes:
         raise TypeError(f"message cannot be encoded: {exc}") from exc
 
 
+class Encoder:
+    """encode_value with a packer of its own: packb builds a new packer on every call.
+
+    Not for sharing between threads (no engine object is).
+    """
+
+    __slots__ = ("_packer",)
+
+    def __init__(self) -> None:
+        self._packer = msgpack.Packer(default=_default, use_bin_type=True)
+
+    def encode(self, value: object) -> bytes:
+        try:
+            return self._packer.pack(value)
+        except TypeError:
+            self._packer.reset()
+            raise
+        except (ValueError, OverflowError) as exc:
+            self._packer.reset()
+            raise TypeError(f"message cannot be encoded: {exc}") from exc
+
+
 def decode_value(data: bytes) -> Any:
     """Decode bytes from the network; any malformation becomes ProtocolError."""
     try:

@@ -64,6 +64,8 @@ class HeadlessRun:
         self.session: MatchSession | None = None
         self.printed = 0
         self.over_at: float | None = None
+        self.engine_seconds = 0.0  # time spent inside peer.tick() during the match
+        self.frames = 0
 
     def say(self, message: str) -> None:
         print(f"pong: {message}", file=self.err, flush=True)
@@ -77,7 +79,11 @@ class HeadlessRun:
         next_frame = start
         while True:
             now = time.monotonic()
-            for event in self.peer.tick(now):
+            events = self.peer.tick(now)
+            if self.session is not None:
+                self.engine_seconds += time.monotonic() - now
+                self.frames += 1
+            for event in events:
                 if self.session is not None:
                     self.session.route(event, now)
                     continue
@@ -125,7 +131,10 @@ class HeadlessRun:
         session.update(now)
         if match.status == Status.OVER and self.over_at is None:
             self.over_at = now
-            print(json.dumps(session.result(now)), file=self.out, flush=True)
+            result = session.result(now)
+            if self.frames:
+                result["engine_us_per_frame"] = round(1e6 * self.engine_seconds / self.frames, 1)
+            print(json.dumps(result), file=self.out, flush=True)
             self.printed += 1
             if self.opts.rematch:
                 match.request_rematch()

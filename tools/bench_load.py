@@ -1,0 +1,117 @@
+"""Load generator for the handshake server benchmark.
+
+    python -m tools.bench_load --target HOST:PORT --seconds 5
+
+64 sockets (on 127.0.0.x, so many source addresses) register a name each, then keep 4
+requests each in flight: a mix of REFRESH (with the token), LIST, JOIN (with the cookie)
+and REGISTER again (same name, same address). Prints {"answered_per_sec": ...}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import selectors
+import socket
+import sys
+import time
+
+from framework.protocol.requests import encode_request
+from framework.protocol.wire import Kind, decode_control, peek_kind
+
+Address = tuple[str, int]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tools.bench_load")
+    p.add_argument("--target", required=True)
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--sockets", type=int, default=64)
+    p.add_argument("--window", type=int, default=4)
+    a = p.parse_args(argv)
+    host, _, port = a.target.rpartition(":")
+    target = (host, int(port))
+    rng = random.Random(1)
+    sel = selectors.DefaultSelector()
+    socks = []
+    for i in range(a.sockets):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((f"127.0.{1 + i // 250}.{2 + i % 250}", 0))
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ, i)
+        socks.append(s)
+    cookies: dict[int, bytes] = {}
+    tokens: dict[int, bytes] = {}
+
+    def call(i: int, kind: Kind, fields: list[object]) -> None:
+        socks[i].sendto(encode_request(kind, rng.randrange(1, 1 << 31), fields,
+                                       cookies.get(i, b"")), target)
+
+    # set-up: each socket gets a cookie and registers its name
+    deadline = time.monotonic() + 10
+    while len(tokens) < len(socks) and time.monotonic() < deadline:
+        for i in range(len(socks)):
+            if i not in tokens:
+                call(i, Kind.REGISTER, [f"load{i}", "10.0.0.1", 1, False, 300.0])
+        end = time.monotonic() + 0.2
+        while time.monotonic() < end:
+            for key, _ in sel.select(0.05):
+                i = key.data
+                try:
+                    data = socks[i].recv(2048)
+                except BlockingIOError:
+                    continue
+                kind = peek_kind(data)
+                f = decode_control(kind, data)
+                if kind is Kind.COOKIE:
+                    cookies[i] = f[1]
+                elif kind is Kind.REGISTERED:
+                    tokens[i] = f[1]
+
+    # Every request is made once, beforehand: the generator must not be the bottleneck.
+    mix: list[list[bytes]] = []
+    for i in range(len(socks)):
+        c = cookies.get(i, b"")
+        refresh = encode_request(Kind.REFRESH, 7, [f"load{i}", tokens.get(i, bytes(16))])
+        listing = encode_request(Kind.LIST, 8, [0])
+        join = encode_request(Kind.JOIN, 9, [f"load{(i + 1) % len(socks)}", f"u{i}",
+                                             "10.0.0.2", 2], c)
+        register = encode_request(Kind.REGISTER, 10, [f"load{i}", "10.0.0.1", 1, False,
+                                                      300.0], c)
+        mix.append([refresh, refresh, listing, join, register])
+    choice = rng.choice
+
+    def request(i: int) -> None:
+        socks[i].sendto(choice(mix[i]), target)
+
+    for i in range(len(socks)):
+        for _ in range(a.window):
+            request(i)
+    answered = 0
+    start = time.monotonic()
+    end = start + a.seconds
+    last_answer = [start] * len(socks)
+    while (now := time.monotonic()) < end:
+        for key, _ in sel.select(0.01):
+            i = key.data
+            while True:
+                try:
+                    socks[i].recv(2048)
+                except BlockingIOError:
+                    break
+                answered += 1
+                last_answer[i] = now
+                request(i)
+        for i in range(len(socks)):  # a lost request must not stall its socket
+            if now - last_answer[i] > 0.2:
+                last_answer[i] = now
+                request(i)
+    elapsed = time.monotonic() - start
+    print(json.dumps({"answered": answered, "seconds": round(elapsed, 2),
+                      "answered_per_sec": round(answered / elapsed), "registered": len(tokens)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
