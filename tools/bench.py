@@ -299,6 +299,88 @@ def bench_pong() -> list[dict[str, Any]]:
     return results
 
 
+# --- 6. where the time goes ---------------------------------------------------------------
+
+
+def bench_profile() -> dict[str, float]:
+    """Per-message and per-request costs, without sockets: what explains the ratios."""
+    import random  # noqa: PLC0415
+
+    from framework import events as pg_events  # noqa: PLC0415
+    from framework.protocol.config import Config  # noqa: PLC0415
+    from framework.protocol.delivery import Delivery  # noqa: PLC0415
+    from framework.protocol.requests import encode_request  # noqa: PLC0415
+    from framework.protocol.wire import Kind, decode_control  # noqa: PLC0415
+    from server.core import HandshakeCore, ServerConfig  # noqa: PLC0415
+    from tests.fakenet import HS, FakeNet  # noqa: PLC0415
+
+    net = FakeNet()
+    quiet = Config(secs_between_peer_checks=1e6)
+    host = net.add(quiet)
+    net.call(host, "init_server", HS, net.addr(host), "host", None)
+    net.run(2, host.is_connected)
+    alice = net.add(quiet)
+    net.call(alice, "init_client", HS, net.addr(alice), "alice", "host", None)
+    net.run(5, alice.is_connected)
+    net.run(1)
+    alice.events()
+    host.events()
+    a_addr, h_addr = net.addr(alice), net.addr(host)
+    n, sent, got, now = 60_000, 0, 0, net.now
+    t_send = t_recv = t_event = 0.0
+    payload = b"x" * 64
+    while got < n:
+        now += 0.001
+        t = time.perf_counter()
+        if sent < n:
+            for _ in range(250):
+                alice.send("host", payload, Delivery.RELIABLE_ORDERED, 0, now)
+            sent += 250
+        alice.handle_timer(now)
+        out = [d for d, _ in alice.datagrams_to_send()]
+        t_send += time.perf_counter() - t
+        t = time.perf_counter()
+        for d in out:
+            host.receive_datagram(d, a_addr, now)
+        host.handle_timer(now)
+        evs = host.events()
+        back = [d for d, _ in host.datagrams_to_send()]
+        t_recv += time.perf_counter() - t
+        t = time.perf_counter()
+        for e in evs:
+            pg_events.to_pygame(e)
+        t_event += time.perf_counter() - t
+        got += len(evs)
+        t = time.perf_counter()
+        for d in back:
+            alice.receive_datagram(d, h_addr, now)
+        t_send += time.perf_counter() - t
+
+    core = HandshakeCore(ServerConfig(requests_per_sec_per_ip=1e9, request_burst=1e9),
+                         os.urandom)
+    mix = []
+    for i in range(64):
+        src = (f"127.0.1.{i + 2}", 5000)
+        fields = [f"load{i}", "10.0.0.1", 1, False, 300.0]
+        [(c, _)] = core.receive(encode_request(Kind.REGISTER, 1, fields), src, 0.0)
+        cookie = decode_control(Kind.COOKIE, c)[1]
+        [(r, _)] = core.receive(encode_request(Kind.REGISTER, 1, fields, cookie), src, 0.0)
+        token = decode_control(Kind.REGISTERED, r)[1]
+        refresh = encode_request(Kind.REFRESH, 7, [f"load{i}", token])
+        mix += [(refresh, src), (refresh, src), (encode_request(Kind.LIST, 8, [0]), src),
+                (encode_request(Kind.JOIN, 9, [f"load{(i + 1) % 64}", f"u{i}", "10.0.0.2", 2],
+                                cookie), src),
+                (encode_request(Kind.REGISTER, 10, fields, cookie), src)]
+    rng = random.Random(1)
+    work = [rng.choice(mix) for _ in range(100_000)]
+    t = time.perf_counter()
+    for data, src in work:
+        core.receive(data, src, 1.0)
+    t_core = time.perf_counter() - t
+    return {"send_us": t_send / n * 1e6, "recv_us": t_recv / n * 1e6,
+            "event_us": t_event / n * 1e6, "core_us": t_core / len(work) * 1e6}
+
+
 # --- the report ---------------------------------------------------------------------------
 
 
@@ -338,7 +420,7 @@ def us(v: float) -> str:
 
 def report(m: dict[str, dict[str, float]], tick: dict[str, float],
            loss: dict[float, dict[str, float]], srv: dict[str, float], mem: dict[int, float],
-           pong: list[dict[str, Any]], rounds: int, fuzz: str) -> str:
+           pong: list[dict[str, Any]], prof: dict[str, float], rounds: int, fuzz: str) -> str:
     e, en, ps = m["engine"], m["enet"], m["podsixnet"]
     eu, raw = m["engine-unreliable"], m["raw"]
     ours = srv["ours (selectors)"]
@@ -443,6 +525,41 @@ def report(m: dict[str, dict[str, float]], tick: dict[str, float],
                 f"{p['client'].get('engine_us_per_frame', 0):.0f} µs"] for p in pong]),
         "",
     ]
+    io_ours = 1e6 / ours - prof["core_us"]
+    io_tw = 1e6 / tw - prof["core_us"]
+    per_msg = prof["send_us"] + prof["recv_us"] + prof["event_us"]
+    sections += [
+        "## 6. Where the time goes, and the targets not met",
+        "",
+        "Measured in the same run without sockets (the pure core on a fake network): "
+        f"sending a small reliable message costs **{prof['send_us']:.1f} µs** (encoding, "
+        "sequencing, batching, timers, processing its ack), receiving it "
+        f"**{prof['recv_us']:.1f} µs** (one msgpack call per datagram, checking each item, "
+        "ordering, the event record) plus **"
+        f"{prof['event_us']:.1f} µs** to turn it into the `pygame.event.Event` the API "
+        f"promises; the handshake server's protocol core takes **{prof['core_us']:.1f} µs** "
+        "a request (schema checks, rate limit, cookie MACs, the reply).",
+        "",
+        f"- **Reliable throughput against ENet** ({e['tput'] / en['tput']:.2f}×, target 0.5×): "
+        "pyenet does all per-message work in C and crosses into Python once per event. "
+        f"0.5× ENet here is {en['tput'] / 2:,.0f} messages/s, about "
+        f"{2e6 / en['tput']:.1f} µs per message for each end; this engine spends "
+        f"{per_msg:.1f} µs in pure Python, of which the event object alone is "
+        f"{prof['event_us']:.1f} µs. The gap is the price of pure Python, not of the design: "
+        "the messages are batched (dozens a datagram, one msgpack call each way).",
+        f"- **Reliable throughput against PodSixNet** ({e['tput'] / ps['tput']:.2f}×, "
+        "target 3×): PodSixNet streams over TCP, where the kernel does the reliability; "
+        "it costs about "
+        f"{1e6 / ps['tput']:.1f} µs a message end to end here. 3× would need "
+        f"{1e6 / (3 * ps['tput']):.1f} µs, below what one Python function call per message "
+        "at each end costs with the event the API delivers.",
+        f"- **Handshake server against Twisted** ({ours / tw:.2f}×, target 2×): both run the "
+        f"same protocol core ({prof['core_us']:.1f} µs a request); our `selectors` loop adds "
+        f"about {io_ours:.1f} µs a request for the socket calls, Twisted's reactor about "
+        f"{io_tw:.1f} µs. With the core the same, 2× is out of reach by construction; the "
+        "core's checks (cookies, rate limits, schemas) are what a hostile internet needs.",
+        "",
+    ]
     if fuzz:
         sections += ["## Fuzzing and flood", "", fuzz, ""]
     return "\n".join(sections)
@@ -461,6 +578,7 @@ def main(argv: list[str] | None = None) -> int:
         ("server", lambda: bench_server(a.rounds)),
         ("server memory", bench_server_memory),
         ("pong", bench_pong),
+        ("profile", bench_profile),
     ]
     results = []
     for name, fn in steps:
@@ -471,8 +589,8 @@ def main(argv: list[str] | None = None) -> int:
         old = Path(a.write).read_text()
         m = re.search(r"## Fuzzing and flood\n\n(.*?)\n\n(?:## |\Z)", old, re.S)
         fuzz = m.group(1).strip() if m else ""
-    m, tick, loss, srv, mem, pong = results
-    text = report(m, tick, loss, srv, mem, pong, a.rounds, fuzz)
+    m, tick, loss, srv, mem, pong, prof = results
+    text = report(m, tick, loss, srv, mem, pong, prof, a.rounds, fuzz)
     print(text)
     if a.write:
         Path(a.write).write_text(text)
