@@ -21,7 +21,7 @@ from twisted.internet.protocol import DatagramProtocol
 from server.core import HandshakeCore, ServerConfig
 
 
-class Handshake(DatagramProtocol):
+class Handshake(DatagramProtocol):  # type: ignore[misc,unused-ignore]
     def __init__(self, config: ServerConfig) -> None:
         self.core = HandshakeCore(config, os.urandom)
 
