@@ -282,3 +282,33 @@ def test_ten_thousand_hostile_datagrams_change_nothing() -> None:
         assert rec.of(late, events.RECEIVED_SERVER_LIST)[0].server_names == ["target"]
         for p in (host, alice, late):
             p.close()
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback")
+def test_a_session_over_ipv6() -> None:
+    srv = HandshakeServer("::1", 0)
+    srv.start()
+    host, guest = Peer(), Peer()
+    rec = Recorder(host, guest)
+    try:
+        host.init_server(srv.address, ("::1", 0), "v6host", password="pw")
+        assert rec.run(host.is_connected)
+        guest.init_client(srv.address, ("::", 0), "v6guest", "v6host", password="pw")
+        assert rec.run(guest.is_connected)
+        guest.send_reliable_message_to_peer("v6host", "hello over IPv6")
+        assert rec.run(lambda: rec.has(host, events.RECEIVED_RELIABLE_MESSAGE_FROM_PEER))
+        assert guest.get_server_address() == host.local_address
+        assert ":" in guest.get_server_address()[0]  # type: ignore[index]
+    finally:
+        host.close()
+        guest.close()
+        srv.stop()
