@@ -259,7 +259,7 @@ class Peer:
                 address = (addr[0], addr[1])
                 self.datagrams_received += 1
                 if emit:
-                    session._events.append(ev.PacketReceived(_describe(data, address)))
+                    session.add_event(ev.PacketReceived(_describe(data, address)))
                 session.receive_datagram(data, address, now)
         session.handle_timer(now)
         self._flush()
@@ -293,7 +293,7 @@ class Peer:
                 log.debug("sendto %s failed: %s", address, exc)
             return
         if self.config.emit_packet_events:
-            self._session._events.append(ev.PacketSent(_describe(data, address)))
+            self._session.add_event(ev.PacketSent(_describe(data, address)))
 
     def _emit_pending(self) -> list[pygame.event.Event]:
         events = [pg_events.to_pygame(e) for e in self._session.events()]

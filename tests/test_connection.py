@@ -8,11 +8,12 @@ import msgpack
 import pytest
 
 from framework.protocol.channels import ReassemblyBudget
-from framework.protocol.connection import Connection, ConnectionConfig, Delivered
+from framework.protocol.connection import Connection, ConnectionConfig
 from framework.protocol.constants import FRAGMENT_SIZE
 from framework.protocol.constants import SYSTEM_CHANNEL as SYSTEM
 from framework.protocol.delivery import Delivery
 from framework.protocol.errors import MessageTooLarge, ProtocolError
+from framework.protocol.records import Delivered
 from framework.protocol.simulator import NetworkSimulator, SimSettings
 from framework.protocol.values import encode_value
 from framework.protocol.wire import DATA_HEADER, Kind, header

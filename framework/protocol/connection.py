@@ -41,6 +41,7 @@ from .constants import (
 )
 from .delivery import CHANNEL_SHIFT, FLAG_CANCEL, FLAG_FRAGMENT, MODE_MASK, Delivery
 from .errors import MessageTooLarge, ProtocolError
+from .records import Counters, Delivered, Group, Outgoing, SendStream, SentPacket
 from .sequence import seq_greater
 from .stats import PeerStats, RateMeter
 from .values import _ext_hook
@@ -103,98 +104,6 @@ class ConnectionConfig:
         return self.secs_between_peer_checks + checks
 
 
-class Group:
-    """One reliable message as the game sent it (one or more fragments)."""
-
-    __slots__ = ("channel", "expired", "expires", "message", "message_id", "mode", "parts",
-                 "remaining")
-
-    def __init__(self, message_id: int, message: object, mode: Delivery, channel: int,
-                 expires: bool = True) -> None:
-        self.expires = expires
-        self.message_id = message_id
-        self.message = message
-        self.mode = mode
-        self.channel = channel
-        self.parts: list[Outgoing] = []
-        self.remaining = 0
-        self.expired = False
-
-
-class Outgoing:
-    """One reliable item on the wire (a whole message or one fragment)."""
-
-    __slots__ = ("acked", "count", "due", "failed", "first_sent", "flags", "group", "index",
-                 "item", "key", "last_sent", "seq")
-
-    def __init__(self, key: int, seq: int, flags: int, item: bytes, group: Group,
-                 index: int, count: int) -> None:
-        self.key = key
-        self.seq = seq
-        self.flags = flags
-        self.item = item
-        self.group = group
-        self.index = index
-        self.count = count
-        self.due = math.inf
-        self.failed = 0
-        self.first_sent = math.inf
-        self.last_sent = math.inf
-        self.acked = False
-
-
-class SendStream:
-    """Send side of one reliable stream: sequence numbers and the window."""
-
-    __slots__ = ("in_flight", "next_seq", "waiting")
-
-    def __init__(self) -> None:
-        self.next_seq = 0
-        self.waiting: deque[Outgoing] = deque()
-        self.in_flight: dict[int, Outgoing] = {}
-
-    def window_open(self, seq: int) -> bool:
-        if not self.in_flight:
-            return True
-        oldest = next(iter(self.in_flight))
-        return ((seq - oldest) & 0xFFFF) < RELIABLE_WINDOW
-
-
-@dataclass(slots=True)
-class SentPacket:
-    seq: int
-    time: float
-    size: int
-    reliable: list[Outgoing]
-    acked: bool = False
-    settled: bool = False  # acknowledged or counted lost
-    prompt: bool = False  # the other side acks it at once: a fair round-trip sample
-
-
-@dataclass(slots=True)
-class Delivered:
-    """A message that arrived and may be handed to the game (or the engine)."""
-
-    channel: int
-    mode: Delivery
-    message_id: int | None
-    value: Any
-
-
-@dataclass(slots=True)
-class _Counters:
-    packets_sent: int = 0
-    packets_received: int = 0
-    bytes_sent: int = 0
-    bytes_received: int = 0
-    messages_sent: int = 0
-    messages_received: int = 0
-    messages_resent: int = 0
-    messages_expired: int = 0
-    packets_lost: int = 0
-    packets_acked: int = 0
-
-
 class Connection:
     """Reliable and unreliable messaging with one remote peer."""
 
@@ -247,7 +156,7 @@ class Connection:
         self.last_sent = now
         self._last_ping = now
         self._last_traffic = -math.inf  # when messages last went out (pings aside)
-        self.counters = _Counters()
+        self.counters = Counters()
         self._rate_in = RateMeter(now)
         self._rate_out = RateMeter(now)
         if initial_rtt is not None:

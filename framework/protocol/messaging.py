@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from . import events as ev
-from .connection import Connection, Delivered, Group
+from .connection import Connection
 from .constants import (
     DISCONNECT_COPIES,
     SYSTEM_CHANNEL,
@@ -28,6 +28,7 @@ from .peers import (
     Remote,
     Role,
 )
+from .records import Delivered, Group
 from .state import SessionState
 from .values import decode_value, encode_value
 from .wire import (

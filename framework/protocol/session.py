@@ -197,6 +197,10 @@ class Session(Rendezvous, Punching, Messaging):
         out, self._out = self._out, []
         return out
 
+    def add_event(self, event: ev.EngineEvent) -> None:
+        """Queue an event the shell observed itself (datagrams sent and received)."""
+        self._events.append(event)
+
     def events(self) -> list[ev.EngineEvent]:
         out, self._events = self._events, []
         return out
