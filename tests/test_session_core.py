@@ -447,3 +447,22 @@ def test_without_relay_a_blocked_path_fails_as_the_seed_says() -> None:
     assert [e.peer_name for e in net.take(alice, ev.PeerConnectionFailed)] == ["host"]
     assert net.run(10, lambda: net.has(host, ev.PeerConnectionFailed))
     assert host.is_connected() and host.get_peers() == []
+
+
+def test_a_message_to_a_client_who_just_left_times_out_for_its_sender() -> None:
+    net = FakeNet(SimSettings(latency=0.02, seed=13))
+    host = start_host(net)
+    alice = join(net, host, "alice")
+    bob = join(net, host, "bob")
+    assert net.run(20, lambda: connected(net, alice, bob) and len(alice.get_peers()) == 2)
+    net.take(alice)
+    net.call(bob, "quit_connection")
+    t0 = net.now
+    mid = net.call(alice, "send", "bob", "too late", Delivery.RELIABLE_ORDERED, 0)
+    assert net.run(3, lambda: net.has(alice, ev.ReliableMessageTimeout))
+    [timeout] = net.take(alice, ev.ReliableMessageTimeout)
+    # the server player could not pass it on and said so: a true timeout, for that message
+    assert timeout.packet_data == {"from": "alice", "to": "bob", "message": "too late",
+                                   "message_id": mid}
+    assert net.now - t0 < 0.5  # told by the server player, not by waiting out the retries
+    assert alice.get_peers() == ["host"]

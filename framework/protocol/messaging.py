@@ -37,6 +37,9 @@ from .wire import (
 
 log = logging.getLogger(__name__)
 
+#: Messages sent to other clients remembered for a failure notice (the newest ones).
+FORWARD_MEMORY = 1024
+
 
 class Messaging(SessionState):
     """Connected peers: their datagrams, engine messages, forwarding between clients."""
@@ -53,6 +56,10 @@ class Messaging(SessionState):
         if delivery.reliable:
             host.send(mode, SYSTEM_CHANNEL, body, message_id, ("user", to, message, message_id),
                       expires=True)
+            # Kept (a bounded while) so that a failure notice can name the message itself.
+            self._forwarded[message_id] = message
+            if len(self._forwarded) > FORWARD_MEMORY:
+                del self._forwarded[next(iter(self._forwarded))]
         else:
             host.send(mode, SYSTEM_CHANNEL, body)
 
@@ -152,8 +159,9 @@ class Messaging(SessionState):
             self._on_bye(remote, msg[1])
         elif kind == SYS_FORWARD_FAILED and self.role is Role.CLIENT and len(msg) == 3:
             _, message_id, to = msg
+            message = self._forwarded.pop(message_id, None) if type(message_id) is int else None
             self._emit(ev.ReliableMessageTimeout(self._packet_data(
-                self._name or "", str(to), None, message_id)))
+                self._name or "", str(to), message, message_id)))
         else:
             log.debug("ignored system message %r from %s", kind, remote.name)
 

@@ -89,6 +89,7 @@ class SessionState:
         self._connected = False
         self._seq_counters: dict[tuple[str, int], int] = {}
         self._latest_forwarded: dict[tuple[str, int], int] = {}
+        self._forwarded: dict[int, object] = {}  # message_id -> message, to other clients
         if hasattr(self, "_tracker"):
             self._tracker.drop(lambda q: q.kind is not Kind.LIST)
 
