@@ -78,6 +78,7 @@ _SYSTEM_UNRELIABLE = SYSTEM_CHANNEL << 2 | Delivery.UNRELIABLE
 # Plain ints for the receive path (comparing enum members costs more).
 _UNRELIABLE = int(Delivery.UNRELIABLE)
 _SEQUENCED = int(Delivery.UNRELIABLE_SEQUENCED)
+_UNORDERED = int(Delivery.RELIABLE_UNORDERED)
 _ORDERED = int(Delivery.RELIABLE_ORDERED)
 _MODES = tuple(Delivery(i) for i in range(4))
 _FRAG_OR_CANCEL = FLAG_FRAGMENT | FLAG_CANCEL
@@ -113,6 +114,7 @@ class Connection:
                  send_label: bytes = b"", recv_label: bytes = b"") -> None:
         self.config = config
         self._packer = msgpack.Packer(use_bin_type=True)  # its own: packb makes one a call
+        self._max_size = config.max_message_size
         # Authentication: every datagram ends with an 8-byte keyed BLAKE2b tag over a
         # direction label, the full 64-bit packet number and the datagram. The label stops
         # a datagram from being reflected back to its sender; the full number (the wire
@@ -177,21 +179,22 @@ class Connection:
         """
         key = channel << 2 | mode
         flags = mode | (channel << CHANNEL_SHIFT)
-        if mode == Delivery.UNRELIABLE:
-            item = b"\x92" + msgpack.packb(flags) + payload
-            self._check_unreliable(item)
+        if mode < _UNORDERED:  # the two unreliable modes
+            if mode == _UNRELIABLE:
+                item = b"\x92" + self._packer.pack(flags) + payload
+            else:
+                seq = self._seq_counters.get(key, 0)
+                item = b"\x93" + self._packer.pack([flags, seq])[1:] + payload
+                self._seq_counters[key] = (seq + 1) & 0xFFFF
+            if len(item) > MAX_UNFRAGMENTED:
+                raise MessageTooLarge(
+                    f"unreliable message of {len(item)} bytes does not fit one datagram "
+                    f"({MAX_UNFRAGMENTED} bytes of room); send it reliably to have it "
+                    "fragmented")
             self._unreliable.append(item)
             self.counters.messages_sent += 1
             return None
-        if mode == Delivery.UNRELIABLE_SEQUENCED:
-            seq = self._seq_counters.get(key, 0)
-            item = b"\x93" + msgpack.packb([flags, seq])[1:] + payload
-            self._check_unreliable(item)
-            self._seq_counters[key] = (seq + 1) & 0xFFFF
-            self._unreliable.append(item)
-            self.counters.messages_sent += 1
-            return None
-        if len(payload) > self.config.max_message_size:
+        if len(payload) > self._max_size:
             raise MessageTooLarge(
                 f"message of {len(payload)} bytes exceeds max_message_size "
                 f"({self.config.max_message_size})"
@@ -222,14 +225,6 @@ class Connection:
         self._active[key] = stream
         self.counters.messages_sent += 1
         return group
-
-    @staticmethod
-    def _check_unreliable(item: bytes) -> None:
-        if len(item) > MAX_UNFRAGMENTED:
-            raise MessageTooLarge(
-                f"unreliable message of {len(item)} bytes does not fit one datagram "
-                f"({MAX_UNFRAGMENTED} bytes of room); send it reliably to have it fragmented"
-            )
 
     def _append(self, stream: SendStream, group: Group, flags: int, item: bytes,
                 index: int, count: int) -> None:
@@ -673,7 +668,10 @@ class Connection:
             p.acked = True
             for out in p.reliable:
                 if not out.acked:
-                    self._acked(out)
+                    out.acked = True
+                    group = out.group
+                    group.remaining -= 1
+                    self._streams[group.channel << 2 | group.mode].in_flight.pop(out.seq, None)
             if not p.settled:
                 self._settle(p, lost=False)
         # A packet sent PACKET_THRESHOLD or more before one that was acknowledged, and
@@ -720,13 +718,6 @@ class Connection:
             c.packets_acked += 1
             if self.cwnd < self.config.max_cwnd:
                 self.cwnd += 1.0 if self.cwnd < 256 else 1.0 / self.cwnd * 16
-
-    def _acked(self, out: Outgoing) -> None:
-        out.acked = True
-        group = out.group
-        group.remaining -= 1
-        stream = self._streams[out.group.channel << 2 | out.group.mode]
-        stream.in_flight.pop(out.seq, None)
 
     def _update_rtt(self, sample: float) -> None:
         # RFC 6298 section 2.

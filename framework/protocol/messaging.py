@@ -120,11 +120,21 @@ class Messaging(SessionState):
         delivered = remote.connection.receive(data, now)
         if remote.path == "relay" and address != remote.address:
             self._switch_path(remote, address)  # authenticated: the direct path works
+        # The hot path of every game: one event per message, built inline.
+        sender, me, events = remote.name, self._name or "", self._events
+        reliable, unreliable = ev.ReceivedReliableMessageFromPeer, \
+            ev.ReceivedUnreliableMessageFromPeer
         for d in delivered:
-            if d.channel == SYSTEM_CHANNEL:
+            channel = d.channel
+            if channel == SYSTEM_CHANNEL:
                 self._on_system(remote, d, now)
+            elif d.mode >= Delivery.RELIABLE_UNORDERED:
+                events.append(reliable({"from": sender, "to": me, "message": d.value,
+                                        "message_id": d.message_id, "channel": channel,
+                                        "delivery": d.mode}))
             else:
-                self._deliver_user(remote.name, d.value, d.message_id, d.channel, d.mode)
+                events.append(unreliable({"from": sender, "to": me, "message": d.value,
+                                          "channel": channel, "delivery": d.mode}))
 
     def _migrating(self, address: Address) -> Remote | None:
         """A relayed peer whose direct path just opened may send from a known candidate."""
