@@ -587,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
     fuzz = a.fuzz_note
     if not fuzz and a.write and Path(a.write).exists():
         old = Path(a.write).read_text()
-        m = re.search(r"## Fuzzing and flood\n\n(.*?)\n\n(?:## |\Z)", old, re.S)
+        m = re.search(r"## Fuzzing and flood\n\n(.*?)\s*(?=\n## |\Z)", old, re.S)
         fuzz = m.group(1).strip() if m else ""
     m, tick, loss, srv, mem, pong, prof = results
     text = report(m, tick, loss, srv, mem, pong, prof, a.rounds, fuzz)
