@@ -214,7 +214,6 @@ class Connection:
             stream.next_seq = (seq + 1) & 0xFFFF
             stream.waiting.append(out)
             group.parts.append(out)
-            group.remaining = 1
         else:
             count = -(-len(payload) // FRAGMENT_SIZE)
             fflags = flags | FLAG_FRAGMENT
@@ -233,11 +232,6 @@ class Connection:
         stream.next_seq = (stream.next_seq + 1) & 0xFFFF
         stream.waiting.append(out)
         group.parts.append(out)
-        group.remaining += 1
-
-    def ping(self) -> None:
-        """Ask the other side for an answer in the next datagram (a peer check)."""
-        self._ping_pending = True
 
     def in_flight(self) -> int:
         return sum(len(s.in_flight) + len(s.waiting) for s in self._streams.values())
@@ -670,7 +664,6 @@ class Connection:
                 if not out.acked:
                     out.acked = True
                     group = out.group
-                    group.remaining -= 1
                     self._streams[group.channel << 2 | group.mode].in_flight.pop(out.seq, None)
             if not p.settled:
                 self._settle(p, lost=False)

@@ -7,15 +7,13 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from .constants import RELIABLE_WINDOW
 from .delivery import Delivery
 
 
 class Group:
     """One reliable message as the game sent it (one or more fragments)."""
 
-    __slots__ = ("channel", "expired", "expires", "message", "message_id", "mode", "parts",
-                 "remaining")
+    __slots__ = ("channel", "expired", "expires", "message", "message_id", "mode", "parts")
 
     def __init__(self, message_id: int, message: object, mode: Delivery, channel: int,
                  expires: bool = True) -> None:
@@ -25,7 +23,6 @@ class Group:
         self.mode = mode
         self.channel = channel
         self.parts: list[Outgoing] = []
-        self.remaining = 0
         self.expired = False
 
 
@@ -60,12 +57,6 @@ class SendStream:
         self.next_seq = 0
         self.waiting: deque[Outgoing] = deque()
         self.in_flight: dict[int, Outgoing] = {}
-
-    def window_open(self, seq: int) -> bool:
-        if not self.in_flight:
-            return True
-        oldest = next(iter(self.in_flight))
-        return ((seq - oldest) & 0xFFFF) < RELIABLE_WINDOW
 
 
 @dataclass(slots=True)

@@ -90,8 +90,7 @@ class SessionState:
         self._seq_counters: dict[tuple[str, int], int] = {}
         self._latest_forwarded: dict[tuple[str, int], int] = {}
         self._forwarded: dict[int, object] = {}  # message_id -> message, to other clients
-        if hasattr(self, "_tracker"):
-            self._tracker.drop(lambda q: q.kind is not Kind.LIST)
+        self._tracker.drop(lambda q: q.kind is not Kind.LIST)
 
     def _emit(self, event: ev.EngineEvent) -> None:
         self._events.append(event)
