@@ -122,7 +122,7 @@ class ServerStats:
     rate_limited: int = 0
     cookies_sent: int = 0
     amplification_refused: int = 0
-    by_kind: Counter[str] = field(default_factory=Counter)
+    by_kind: Counter[Kind] = field(default_factory=Counter)
 
 
 class HandshakeCore:
@@ -166,7 +166,7 @@ class HandshakeCore:
             self.stats.dropped += 1
             log.debug("dropped datagram from %s: %s", source, exc)
             return []
-        self.stats.by_kind[kind.name] += 1
+        self.stats.by_kind[kind] += 1
         if kind in COOKIE_KINDS and not self._cookie_ok(fields[-2], source, now):
             # Return routability: nothing is kept for an address until it shows it can
             # receive at that address, by echoing this cookie.

@@ -58,6 +58,7 @@ class Kind(enum.IntEnum):
 
 
 KIND_VALUES = frozenset(int(k) for k in Kind)
+_KINDS: dict[int, Kind] = {int(k): k for k in Kind}  # Kind(n) costs far more than a lookup
 
 
 class ErrorCode(enum.IntEnum):
@@ -200,20 +201,23 @@ def decode_relay(data: bytes) -> tuple[bytes, bytes]:
 # --- decoding: the guarded boundary --------------------------------------------------
 
 
+_PREFIX = PROTOCOL_ID + bytes([PROTOCOL_VERSION])
+
+
 def peek_kind(data: bytes) -> Kind:
     """Check size, protocol id and version; return the packet kind."""
     if len(data) < HEADER_SIZE:
         raise ProtocolError("datagram shorter than the header")
     if len(data) > MAX_DATAGRAM:
         raise ProtocolError("datagram larger than the protocol allows")
-    pid, version, kind = HEADER.unpack_from(data)
-    if pid != PROTOCOL_ID:
-        raise ProtocolError("not our protocol")
-    if version != PROTOCOL_VERSION:
-        raise ProtocolError(f"protocol version {version} is not {PROTOCOL_VERSION}")
-    if kind not in KIND_VALUES:
-        raise ProtocolError(f"unknown packet kind {kind}")
-    return Kind(kind)
+    if data[:3] != _PREFIX:
+        if data[:2] != PROTOCOL_ID:
+            raise ProtocolError("not our protocol")
+        raise ProtocolError(f"protocol version {data[2]} is not {PROTOCOL_VERSION}")
+    kind = _KINDS.get(data[3])
+    if kind is None:
+        raise ProtocolError(f"unknown packet kind {data[3]}")
+    return kind
 
 
 def decode_control(kind: Kind, data: bytes, body_end: int | None = None) -> list[Any]:
@@ -229,7 +233,7 @@ def decode_control(kind: Kind, data: bytes, body_end: int | None = None) -> list
         raise ProtocolError(f"undecodable {kind.name}: {type(exc).__name__}") from exc
     if type(fields) is not list or len(fields) != len(schema):
         raise ProtocolError(f"{kind.name} has the wrong number of fields")
-    for i, (check, value) in enumerate(zip(schema, fields, strict=True)):
+    for check, value in zip(schema, fields, strict=False):  # lengths checked above
         if not check(value):
-            raise ProtocolError(f"{kind.name} field {i} is invalid")
+            raise ProtocolError(f"{kind.name} field {fields.index(value)} is invalid")
     return fields
