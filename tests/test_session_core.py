@@ -466,3 +466,19 @@ def test_a_message_to_a_client_who_just_left_times_out_for_its_sender() -> None:
                                    "message_id": mid}
     assert net.now - t0 < 0.5  # told by the server player, not by waiting out the retries
     assert alice.get_peers() == ["host"]
+
+
+def test_next_timer_says_when_the_core_has_work() -> None:
+    net = FakeNet()
+    host = start_host(net)
+    alice = join(net, host, "alice")
+    assert net.run(10, lambda: connected(net, alice))
+    net.run(3)
+    idle = alice.next_timer(net.now)
+    # quiet: nothing before the next peer check (15 s after the last datagram)
+    assert idle is not None and net.now < idle <= net.now + 15.0
+    alice.send("host", "x", Delivery.RELIABLE_ORDERED, 0, net.now)
+    assert alice.next_timer(net.now) == net.now  # a message waits to go out
+    alice.handle_timer(net.now)
+    due = alice.next_timer(net.now)
+    assert due is not None and net.now < due <= net.now + 1.0  # its retransmission timer

@@ -16,6 +16,7 @@ import heapq
 import hmac
 import logging
 import math
+import struct
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -45,16 +46,16 @@ from .records import Counters, Delivered, Group, Outgoing, SendStream, SentPacke
 from .sequence import seq_greater
 from .stats import PeerStats, RateMeter
 from .values import _ext_hook
-from .wire import DATA_HEADER, DATA_HEADER_SIZE, RELAY_OVERHEAD, Kind, header
+from .wire import DATA_HEADER_SIZE, RELAY_OVERHEAD, Kind, header
 
 log = logging.getLogger(__name__)
 
-_DATA_PREFIX = header(Kind.DATA)[:4]
+_DATA_HEAD = header(Kind.DATA)
+_ACK_FIELDS = struct.Struct("!HHI")  # seq, ack, ack_bits: wire.DATA_HEADER after the header
 #: Room for items in one datagram: the header, a 3-byte array header, the tag, and the
-#: wrapping a relay adds, so that a relayed datagram stays within MAX_DATAGRAM too.
+#: wrapping a relay adds, so that a relayed datagram stays within MAX_DATAGRAM too. Also
+#: the largest message item that needs no fragmenting.
 ITEM_ROOM = MAX_DATAGRAM - DATA_HEADER_SIZE - 3 - TAG_SIZE - RELAY_OVERHEAD
-#: The largest single item that is not fragmented.
-MAX_UNFRAGMENTED = ITEM_ROOM
 _SENT_BUFFER = 1024
 #: A datagram that carried only unreliable messages is acknowledged within this time,
 #: riding on our own traffic if there is any; reliable messages and pings are
@@ -186,10 +187,10 @@ class Connection:
                 seq = self._seq_counters.get(key, 0)
                 item = b"\x93" + self._packer.pack([flags, seq])[1:] + payload
                 self._seq_counters[key] = (seq + 1) & 0xFFFF
-            if len(item) > MAX_UNFRAGMENTED:
+            if len(item) > ITEM_ROOM:
                 raise MessageTooLarge(
                     f"unreliable message of {len(item)} bytes does not fit one datagram "
-                    f"({MAX_UNFRAGMENTED} bytes of room); send it reliably to have it "
+                    f"({ITEM_ROOM} bytes of room); send it reliably to have it "
                     "fragmented")
             self._unreliable.append(item)
             self.counters.messages_sent += 1
@@ -207,7 +208,7 @@ class Connection:
         group = Group(message_id, message, mode, channel, expires)
         seq = stream.next_seq
         head = self._packer.pack([flags, seq, message_id])
-        if len(head) + len(payload) <= MAX_UNFRAGMENTED:
+        if len(head) + len(payload) <= ITEM_ROOM:
             # the common case, inline: one item, one Outgoing
             out = Outgoing(self._next_key, seq, flags, b"\x94" + head[1:] + payload, group, 0, 1)
             self._next_key += 1
@@ -408,8 +409,8 @@ class Connection:
                 if looked >= 32 or room - used < 24:
                     break
                 n = len(out.item)
-                if (now - out.last_sent >= gap and out.due > now and n <= room - used
-                        and out not in reliable):
+                # (what went out in this poll has last_sent == now, so is never copied twice)
+                if now - out.last_sent >= gap and out.due > now and n <= room - used:
                     batch.append(out.item)
                     reliable.append(out)
                     out.last_sent = now
@@ -424,8 +425,7 @@ class Connection:
                                                              self._remote_bits)
         n = len(batch)
         array = bytes((144 | n,)) if n < 16 else b"\xdc" + n.to_bytes(2, "big")
-        data = DATA_HEADER.pack(_DATA_PREFIX[:2], _DATA_PREFIX[2], _DATA_PREFIX[3], seq, ack,
-                                ack_bits) + array + b"".join(batch)
+        data = _DATA_HEAD + _ACK_FIELDS.pack(seq, ack, ack_bits) + array + b"".join(batch)
         if self._key is not None:
             data += self._tag(self._send_label, self._sent_full, data)
         self._sent_full += 1
@@ -434,7 +434,7 @@ class Connection:
         if old is not None and not old.settled:
             self._settle(old, lost=True)
         # An ack-only packet makes the other side send nothing back: never count it lost.
-        self._sent[slot] = SentPacket(seq, now, len(data), reliable, settled=not batch,
+        self._sent[slot] = SentPacket(seq, now, reliable, settled=not batch,
                                       prompt=prompt or bool(reliable))
         if reliable:
             self._reliable_in_flight += 1
@@ -481,7 +481,7 @@ class Connection:
         size = len(data)
         if size < DATA_HEADER_SIZE:
             raise ProtocolError("DATA shorter than its header")
-        _, _, _, seq, ack, bits = DATA_HEADER.unpack_from(data)
+        seq, ack, bits = _ACK_FIELDS.unpack_from(data, len(_DATA_HEAD))
         full = -1
         if self._key is not None:
             data, full = self._authenticate(data, seq)

@@ -63,7 +63,6 @@ class SendStream:
 class SentPacket:
     seq: int
     time: float
-    size: int
     reliable: list[Outgoing]
     acked: bool = False
     settled: bool = False  # acknowledged or counted lost

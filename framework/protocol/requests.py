@@ -10,7 +10,7 @@ Every request is padded so that no answer is larger than what asked for it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .wire import COOKIE_KINDS, Kind, encode_control, request_size
@@ -29,7 +29,6 @@ class Request:
     attempts: int = 0
     next_send: float = 0.0
     cookie_tries: int = 0
-    context: dict[str, Any] = field(default_factory=dict)
 
 
 def encode_request(kind: Kind, req_id: int, fields: list[Any], cookie: bytes = b"") -> bytes:

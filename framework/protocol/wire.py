@@ -57,7 +57,6 @@ class Kind(enum.IntEnum):
     DATA = 39
 
 
-KIND_VALUES = frozenset(int(k) for k in Kind)
 _KINDS: dict[int, Kind] = {int(k): k for k in Kind}  # Kind(n) costs far more than a lookup
 
 
@@ -220,14 +219,14 @@ def peek_kind(data: bytes) -> Kind:
     return kind
 
 
-def decode_control(kind: Kind, data: bytes, body_end: int | None = None) -> list[Any]:
+def decode_control(kind: Kind, data: bytes) -> list[Any]:
     """Decode and check the body of a control packet. Raises ProtocolError only."""
     schema = SCHEMAS.get(kind)
     if schema is None:
         raise ProtocolError(f"{kind.name} is not a control packet")
     try:
         fields = msgpack.unpackb(
-            data[HEADER_SIZE:body_end], raw=False, use_list=True, strict_map_key=True
+            data[HEADER_SIZE:], raw=False, use_list=True, strict_map_key=True
         )
     except Exception as exc:  # every msgpack failure means a malformed datagram
         raise ProtocolError(f"undecodable {kind.name}: {type(exc).__name__}") from exc
