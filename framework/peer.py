@@ -240,7 +240,8 @@ class Peer:
     # --- the frame --------------------------------------------------------------------
 
     def tick(self, now: float | None = None) -> list[pygame.event.Event]:
-        """Call once a frame. Returns the events produced (also posted to pygame)."""
+        """Call once a frame. Returns the events produced; they are also posted to
+        pygame's queue unless ``Config(post_events=False)``: read one or the other."""
         now = self._clock(now)
         session = self._session
         sock = self._sock
@@ -297,7 +298,8 @@ class Peer:
 
     def _emit_pending(self) -> list[pygame.event.Event]:
         events = [pg_events.to_pygame(e) for e in self._session.events()]
-        if events and pygame.display.get_init():  # the event queue lives in SDL video
+        # The event queue lives in SDL's video subsystem.
+        if events and self.config.post_events and pygame.display.get_init():
             for e in events:
                 try:
                     pygame.event.post(e)

@@ -312,3 +312,21 @@ def test_a_session_over_ipv6() -> None:
         host.close()
         guest.close()
         srv.stop()
+
+
+
+def test_post_events_false_keeps_events_out_of_pygames_queue(hs: HandshakeServer) -> None:
+    pygame.display.init()
+    try:
+        pygame.event.clear()
+        with Peer(Config(post_events=False)) as host:
+            host.init_server(hs.address, LOCAL, "quiet-host")
+            deadline = time.monotonic() + 5
+            returned: list[pygame.event.Event] = []
+            while time.monotonic() < deadline and not returned:
+                returned = [e for e in host.tick() if e.type == events.CONFIRMED_AS_SERVER]
+                time.sleep(0.005)
+            assert returned, "tick() still returns the events"
+            assert pygame.event.get(events.CONFIRMED_AS_SERVER) == []
+    finally:
+        pygame.display.quit()

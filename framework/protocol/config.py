@@ -23,6 +23,10 @@ class Config:
     attempts_before_expiration: int = 5
     #: Emit PACKET_SENT / PACKET_RECEIVED for every datagram (floods the queue at 60 FPS).
     emit_packet_events: bool = False
+    #: Post each event to pygame's queue as well as returning it from ``Peer.tick()``.
+    #: A game that reads ``tick()``'s list sets this to False and sees every event once;
+    #: one that reads ``pygame.event.get()`` keeps the default and ignores the list.
+    post_events: bool = True
 
     # --- network simulator (all off by default) ---
     #: Fraction of outgoing datagrams dropped.
