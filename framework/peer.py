@@ -80,24 +80,32 @@ class Peer:
     # --- sessions ----------------------------------------------------------------------
 
     def init_server(self, handshake_address: Sequence[Any], local_address: Sequence[Any],
-                    server_name: str, password: str | None = None) -> None:
-        """Register with the handshake server under ``server_name`` and await players."""
+                    server_name: str, password: str | None = None, *,
+                    handshake_key: str | None = None) -> None:
+        """Register with the handshake server under ``server_name`` and await players.
+
+        ``handshake_key``: the fingerprint the handshake server prints at start; when
+        given, a server with another key is refused (without it, the first key seen is
+        trusted for the session).
+        """
         hs = _resolve(normalize_address(handshake_address, "handshake_address"))
         local = normalize_address(local_address, "local_address")
         self._check_password(password)
         lan = self._bind(local, hs)
-        self._session.init_server(hs, lan, server_name, password or None, self._clock())
+        self._session.init_server(hs, lan, server_name, password or None, self._clock(),
+                                  handshake_key)
         self._flush()
 
     def init_client(self, handshake_address: Sequence[Any], local_address: Sequence[Any],
-                    user_name: str, server_name: str, password: str | None = None) -> None:
+                    user_name: str, server_name: str, password: str | None = None, *,
+                    handshake_key: str | None = None) -> None:
         """Ask the handshake server for ``server_name`` and connect to that player."""
         hs = _resolve(normalize_address(handshake_address, "handshake_address"))
         local = normalize_address(local_address, "local_address")
         self._check_password(password)
         lan = self._bind(local, hs)
         self._session.init_client(hs, lan, user_name, server_name, password or None,
-                                  self._clock())
+                                  self._clock(), handshake_key)
         self._flush()
 
     @staticmethod
@@ -105,12 +113,13 @@ class Peer:
         if password is not None and not isinstance(password, str):
             raise TypeError("password must be a str or None")
 
-    def request_server_list(self, handshake_address: Sequence[Any]) -> None:
+    def request_server_list(self, handshake_address: Sequence[Any], *,
+                            handshake_key: str | None = None) -> None:
         """Ask for the registered servers; the answer comes as RECEIVED_SERVER_LIST."""
         hs = _resolve(normalize_address(handshake_address, "handshake_address"))
         if self._sock is None:
             self._bind(("0.0.0.0", 0) if ":" not in hs[0] else ("::", 0), hs)
-        self._session.request_server_list(hs, self._clock())
+        self._session.request_server_list(hs, self._clock(), handshake_key)
         self._flush()
 
     def _bind(self, local: Address, toward: Address) -> Address:
@@ -153,7 +162,7 @@ class Peer:
     def send(self, peer_name: str, message: object,
              delivery: Delivery = Delivery.RELIABLE_ORDERED, channel: int = 0) -> int | None:
         """Send ``message`` to a peer of the session; returns the message_id when reliable."""
-        return self._session.send(peer_name, message, delivery, channel, self._clock())
+        return self._session.send(peer_name, message, delivery, channel)
 
     def send_reliable_message_to_peer(self, peer_name: str, message: object) -> int:
         """The seed's reliable message: reliable-ordered on channel 0. Returns message_id."""
@@ -231,6 +240,12 @@ class Peer:
             return None
         host, port = self._sock.getsockname()[:2]
         return (str(host), int(port))
+
+    @property
+    def handshake_fingerprint(self) -> str | None:
+        """Fingerprint of the handshake server's key this session trusts (None before the
+        server answered): show it, so players can compare it with the server's."""
+        return self._session.handshake_fingerprint
 
     @property
     def blocked_count(self) -> int:

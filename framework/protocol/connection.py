@@ -11,12 +11,9 @@ put again into later packets when their retransmission timeout (RFC 6298) expire
 
 from __future__ import annotations
 
-import hashlib
 import heapq
-import hmac
 import logging
 import math
-import struct
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -32,30 +29,31 @@ from .channels import (
     ReliableReceiver,
     SequencedReceiver,
 )
+from .config import Config
 from .constants import (
     FRAGMENT_SIZE,
     MAX_DATAGRAM,
     MIN_RTO,
     RELIABLE_WINDOW,
     SYSTEM_CHANNEL,
-    TAG_SIZE,
 )
+from .crypto import AEAD_TAG_SIZE
 from .delivery import CHANNEL_SHIFT, FLAG_CANCEL, FLAG_FRAGMENT, MODE_MASK, Delivery
 from .errors import MessageTooLarge, ProtocolError
+from .protection import Duplicate, PacketProtection
 from .records import Counters, Delivered, Group, Outgoing, SendStream, SentPacket
 from .sequence import seq_greater
 from .stats import PeerStats, RateMeter
-from .values import _ext_hook
-from .wire import DATA_HEADER_SIZE, RELAY_OVERHEAD, Kind, header
+from .values import check_depth, numpy_ext_hook
+from .wire import ACKS, DATA_PREFIX_SIZE, RELAY_OVERHEAD
 
 log = logging.getLogger(__name__)
 
-_DATA_HEAD = header(Kind.DATA)
-_ACK_FIELDS = struct.Struct("!HHI")  # seq, ack, ack_bits: wire.DATA_HEADER after the header
-#: Room for items in one datagram: the header, a 3-byte array header, the tag, and the
-#: wrapping a relay adds, so that a relayed datagram stays within MAX_DATAGRAM too. Also
-#: the largest message item that needs no fragmenting.
-ITEM_ROOM = MAX_DATAGRAM - DATA_HEADER_SIZE - 3 - TAG_SIZE - RELAY_OVERHEAD
+#: Room for items in one datagram: the clear prefix, the acks, a 3-byte array header, the
+#: AEAD tag, and the wrapping a relay adds, so that a relayed datagram stays within
+#: MAX_DATAGRAM too. Also the largest message item that needs no fragmenting.
+ITEM_ROOM = (MAX_DATAGRAM - DATA_PREFIX_SIZE - ACKS.size - 3 - AEAD_TAG_SIZE
+             - RELAY_OVERHEAD)
 _SENT_BUFFER = 1024
 #: A datagram that carried only unreliable messages is acknowledged within this time,
 #: riding on our own traffic if there is any; reliable messages and pings are
@@ -74,7 +72,8 @@ PACKET_THRESHOLD = 3
 LOSS_WINDOW = 256
 #: System message sent unreliably to make the other side answer (a peer check).
 PING = msgpack.packb([0])
-_PING_ITEM = b"\x92" + msgpack.packb(SYSTEM_CHANNEL << CHANNEL_SHIFT) + PING
+_SYSTEM_ITEM_HEAD = b"\x92" + msgpack.packb(SYSTEM_CHANNEL << CHANNEL_SHIFT)
+_PING_ITEM = _SYSTEM_ITEM_HEAD + PING
 _SYSTEM_UNRELIABLE = SYSTEM_CHANNEL << 2 | Delivery.UNRELIABLE
 # Plain ints for the receive path (comparing enum members costs more).
 _UNRELIABLE = int(Delivery.UNRELIABLE)
@@ -100,6 +99,14 @@ class ConnectionConfig:
     initial_cwnd: int = 64
     max_cwnd: int = 1024
 
+    @classmethod
+    def from_config(cls, config: Config) -> ConnectionConfig:
+        return cls(secs_to_await_reply=config.secs_to_await_reply,
+                   attempts_before_expiration=config.attempts_before_expiration,
+                   secs_between_peer_checks=config.secs_between_peer_checks,
+                   max_message_size=config.max_message_size,
+                   reassembly_limit_per_peer=config.reassembly_limit_per_peer)
+
     @property
     def peer_timeout(self) -> float:
         checks = self.attempts_before_expiration * self.secs_to_await_reply
@@ -109,22 +116,15 @@ class ConnectionConfig:
 class Connection:
     """Reliable and unreliable messaging with one remote peer."""
 
-    def __init__(self, config: ConnectionConfig, now: float,
+    def __init__(self, config: ConnectionConfig, now: float, protection: PacketProtection,
                  budget: ReassemblyBudget | None = None, path: str = "direct",
-                 initial_rtt: float | None = None, key: bytes | None = None,
-                 send_label: bytes = b"", recv_label: bytes = b"") -> None:
+                 initial_rtt: float | None = None) -> None:
         self.config = config
         self._packer = msgpack.Packer(use_bin_type=True)  # its own: packb makes one a call
         self._max_size = config.max_message_size
-        # Authentication: every datagram ends with an 8-byte keyed BLAKE2b tag over a
-        # direction label, the full 64-bit packet number and the datagram. The label stops
-        # a datagram from being reflected back to its sender; the full number (the wire
-        # has its low 16 bits) stops replays even after the sequence wraps.
-        self._key = key
-        self._send_label = send_label
-        self._recv_label = recv_label
-        self._sent_full = 0  # full number of the next packet we send
-        self._recv_full = -1  # highest full number received
+        # Every datagram is encrypted and authenticated; a copy or replay of one is
+        # refused before it can change anything (protection.py).
+        self._protection = protection
         self.path = path
         self.budget = budget if budget is not None else ReassemblyBudget(64 << 20)
         self._seq = 0
@@ -233,6 +233,11 @@ class Connection:
         stream.next_seq = (stream.next_seq + 1) & 0xFFFF
         stream.waiting.append(out)
         group.parts.append(out)
+
+    def probe(self, payload: bytes, now: float) -> bytes:
+        """A datagram carrying one engine message (already encoded), built now for a path
+        being validated: the caller sends it to that path, not the connection's."""
+        return self._finish([_SYSTEM_ITEM_HEAD + payload], [], now)
 
     def in_flight(self) -> int:
         return sum(len(s.in_flight) + len(s.waiting) for s in self._streams.values())
@@ -425,10 +430,7 @@ class Connection:
                                                              self._remote_bits)
         n = len(batch)
         array = bytes((144 | n,)) if n < 16 else b"\xdc" + n.to_bytes(2, "big")
-        data = _DATA_HEAD + _ACK_FIELDS.pack(seq, ack, ack_bits) + array + b"".join(batch)
-        if self._key is not None:
-            data += self._tag(self._send_label, self._sent_full, data)
-        self._sent_full += 1
+        data = self._protection.seal(ACKS.pack(ack, ack_bits) + array + b"".join(batch))
         slot = seq % _SENT_BUFFER
         old = self._sent[slot]
         if old is not None and not old.settled:
@@ -446,47 +448,27 @@ class Connection:
         self._rate_out.add(len(data), now)
         return data
 
-    def _tag(self, label: bytes, number: int, data: bytes) -> bytes:
-        assert self._key is not None
-        h = hashlib.blake2b(label, key=self._key, digest_size=TAG_SIZE)
-        h.update(number.to_bytes(8, "big"))
-        h.update(data)
-        return h.digest()
-
-    def _authenticate(self, data: bytes, seq: int) -> tuple[bytes, int]:
-        """Check the tag; return the datagram without it and its full packet number."""
-        if len(data) < DATA_HEADER_SIZE + TAG_SIZE:
-            raise ProtocolError("DATA too short for its tag")
-        expected = self._recv_full + 1
-        full = (expected & ~0xFFFF) | seq
-        if full < expected - 0x8000:
-            full += 0x10000
-        elif full > expected + 0x8000 and full >= 0x10000:
-            full -= 0x10000
-        body, tag = data[:-TAG_SIZE], data[-TAG_SIZE:]
-        if not hmac.compare_digest(self._tag(self._recv_label, full, body), tag):
-            raise ProtocolError("DATA with a bad authentication tag")
-        if full <= self._recv_full - _SENT_BUFFER:
-            raise ProtocolError("DATA too old to tell from a replay")
-        return body, full
-
     # --- receiving ----------------------------------------------------------------
 
     def receive(self, data: bytes, now: float) -> list[Delivered]:
-        """Take one DATA datagram (tag already checked and stripped).
+        """Take one DATA datagram.
 
-        Raises ProtocolError, before changing any state, when the datagram is malformed
-        or would overrun the reassembly limits; the caller drops and counts it.
+        Raises ProtocolError, before changing any state, when the datagram is forged,
+        malformed or would overrun the reassembly limits; the caller drops and counts it.
+        A copy of a datagram already accepted returns nothing and changes nothing.
         """
         size = len(data)
-        if size < DATA_HEADER_SIZE:
-            raise ProtocolError("DATA shorter than its header")
-        seq, ack, bits = _ACK_FIELDS.unpack_from(data, len(_DATA_HEAD))
-        full = -1
-        if self._key is not None:
-            data, full = self._authenticate(data, seq)
         try:
-            items = msgpack.unpackb(data[DATA_HEADER_SIZE:], ext_hook=_ext_hook, raw=False,
+            number, plain = self._protection.open(data)
+        except Duplicate:
+            self.counters.duplicates += 1
+            return []
+        if len(plain) < ACKS.size:
+            raise ProtocolError("DATA shorter than its acks")
+        seq = number & 0xFFFF
+        ack, bits = ACKS.unpack_from(plain)
+        try:
+            items = msgpack.unpackb(plain[ACKS.size:], ext_hook=numpy_ext_hook, raw=False,
                                     strict_map_key=False, use_list=True)
         except ProtocolError:
             raise
@@ -495,18 +477,14 @@ class Connection:
         if type(items) is not list:
             raise ProtocolError("DATA body is not an array")
         parsed = self._parse(items)
-        duplicate = self._is_duplicate(seq)
-        if not duplicate:
-            self._check_budget(parsed)
+        self._check_budget(parsed)
+        self._protection.accept(number)
         self._process_acks(ack, bits, now)
         self.last_received = now
         c = self.counters
         c.packets_received += 1
         c.bytes_received += size
         self._rate_in.add(size, now)
-        if duplicate:
-            return []
-        self._recv_full = max(self._recv_full, full)
         self._record(seq)
         if parsed:
             if any(p[1] >= 2 or p[0] == _SYSTEM_UNRELIABLE for p in parsed):
@@ -537,7 +515,10 @@ class Connection:
             if mode == _UNRELIABLE:
                 if n != 2 or flags & _FRAG_OR_CANCEL:
                     raise ProtocolError("malformed unreliable item")
-                append((key, mode, 0, 0, it[1], None))
+                value = it[1]
+                if type(value) is list or type(value) is dict:
+                    check_depth(value)
+                append((key, mode, 0, 0, value, None))
                 continue
             seq = it[1]
             if type(seq) is not int or not 0 <= seq <= 0xFFFF:
@@ -545,7 +526,10 @@ class Connection:
             if mode == _SEQUENCED:
                 if n != 3 or flags & _FRAG_OR_CANCEL:
                     raise ProtocolError("malformed sequenced item")
-                append((key, mode, seq, 0, it[2], None))
+                value = it[2]
+                if type(value) is list or type(value) is dict:
+                    check_depth(value)
+                append((key, mode, seq, 0, value, None))
                 continue
             mid = it[2] if n > 2 else None
             if type(mid) is not int or not 0 <= mid < _MAX_ID:
@@ -559,7 +543,10 @@ class Connection:
             if not kind:
                 if n != 4:
                     raise ProtocolError("malformed reliable item")
-                append((key, mode, seq, mid, it[3], None))
+                value = it[3]
+                if type(value) is list or type(value) is dict:
+                    check_depth(value)
+                append((key, mode, seq, mid, value, None))
                 continue
             if kind == _FRAG_OR_CANCEL:
                 raise ProtocolError("fragment and cancel together")
@@ -624,9 +611,6 @@ class Connection:
                 append(Delivered(channel, dmode, rid, rvalue))
         self.counters.messages_received += len(delivered)
         return delivered
-
-    def _is_duplicate(self, seq: int) -> bool:
-        return self._received[seq % _SENT_BUFFER] == seq
 
     def _record(self, seq: int) -> None:
         self._received[seq % _SENT_BUFFER] = seq

@@ -34,8 +34,6 @@ RELIABLE_WINDOW = 1024
 #: Size of a reliable message's piece when it is split into fragments.
 FRAGMENT_SIZE = 1100
 
-#: Bytes reserved at the end of each datagram for an authentication tag.
-TAG_SIZE = 8
 
 #: Lower bound of the retransmission timeout. RFC 6298 says 1 s for TCP; games on a
 #: frame clock need much less, and 50 ms is still above a 60 FPS frame plus jitter.
@@ -57,3 +55,27 @@ DISCONNECT_COPIES = 3
 
 #: Servers in one page of the server list: keeps every list reply smaller than a datagram.
 SERVER_LIST_PAGE = 24
+
+#: A join token (the handshake server's introduction of two players), in bytes.
+JOIN_TOKEN_SIZE = 32
+
+#: Clients a server player may be connecting to at once (introduced, not yet confirmed),
+#: and how many of them one network (IPv4 address, IPv6 /64) may hold.
+MAX_PENDING_JOINS = 8
+MAX_PENDING_PER_PREFIX = 2
+
+#: Password guesses: each handshake with a password spends one token of its network's
+#: bucket (refunded when the password is right), which holds GUESS_BURST and refills one
+#: every GUESS_INTERVAL seconds. A player behind the same address as a guesser waits,
+#: and is told to; never turned away.
+GUESS_BURST = 4
+GUESS_INTERVAL = 5.0
+
+#: While a peer is reached through the relay, try the direct path again this often.
+DIRECT_RETRY_INTERVAL = 5.0
+
+#: Seconds the last datagrams of a peer that just left are ignored quietly.
+DEPARTED_GRACE = 2.0
+
+#: Pages of a server list a peer follows at most.
+MAX_LIST_PAGES = 64

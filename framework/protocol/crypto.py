@@ -18,13 +18,14 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.exceptions import InvalidTag
 from spake2 import SPAKE2_A, SPAKE2_B
-from spake2.spake2 import SPAKE2Error
+from spake2.ed25519_basic import NotOnCurve
+from spake2.spake2 import SPAKEError
 
 RandomBytes = Callable[[int], bytes]
 
@@ -193,7 +194,7 @@ class Pake:
             raise CryptoError("a SPAKE2 message is 33 bytes")
         try:
             key: bytes = self._side.finish(peer_message)
-        except (SPAKE2Error, ValueError, AssertionError) as exc:
+        except (SPAKEError, NotOnCurve, ValueError, TypeError, AssertionError) as exc:
             raise CryptoError(f"bad SPAKE2 message: {type(exc).__name__}") from exc
         return key
 

@@ -18,7 +18,7 @@ def prefix_of(host: str) -> str:
     except ValueError:
         return host  # not an address (a relay's stand-in): itself
     if ip.version == 6:
-        mapped = ip.ipv4_mapped  # type: ignore[union-attr]
+        mapped = ip.ipv4_mapped
         if mapped is not None:
             return str(mapped)
         return str(ipaddress.ip_network(f"{ip}/64", strict=False))

@@ -1,48 +1,106 @@
 """Traffic of connected peers: user messages, engine messages on the system channel,
-messages between clients through the server player, leaving."""
+messages between clients through the server player, leaving.
+
+Every value here came out of an authenticated datagram, and is still checked before it
+is used: a peer holding valid keys may send any plaintext at all.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import events as ev
 from .connection import Connection
-from .constants import (
-    DISCONNECT_COPIES,
-    SYSTEM_CHANNEL,
-    USER_CHANNELS,
-)
+from .constants import DISCONNECT_COPIES, SYSTEM_CHANNEL, USER_CHANNELS
+from .context import Context
 from .delivery import Delivery
 from .errors import MessageTooLarge, NotConnected, ProtocolError
+from .names import is_valid_name
 from .peers import (
-    DIRECT_RETRY_INTERVAL,
     SYS_BYE,
     SYS_FORWARD,
     SYS_FORWARD_FAILED,
     SYS_FORWARDED,
+    SYS_PATH_CHALLENGE,
+    SYS_PATH_RESPONSE,
     SYS_PEERS,
     SYS_PING,
-    Address,
     Known,
     Remote,
+    RemoteState,
     Role,
+    Route,
 )
 from .records import Delivered, Group
-from .state import SessionState
 from .values import decode_value, encode_value
-from .wire import (
-    valid_name,
-)
+from .wire import is_literal_ip
+
+if TYPE_CHECKING:
+    from .session import Session
 
 log = logging.getLogger(__name__)
 
 #: Messages sent to other clients remembered for a failure notice (the newest ones).
 FORWARD_MEMORY = 1024
+#: Longest leaving reason passed on to the game.
+MAX_REASON = 200
+_MODES = Delivery._value2member_map_
 
 
-class Messaging(SessionState):
+def _packet_data(sender: str, to: str, message: object, message_id: int | None,
+                 channel: int | None = None, delivery: Delivery | None = None
+                 ) -> dict[str, Any]:
+    data: dict[str, Any] = {"from": sender, "to": to, "message": message}
+    if message_id is not None:
+        data["message_id"] = message_id
+    if channel is not None:
+        data["channel"] = channel
+    if delivery is not None:
+        data["delivery"] = delivery
+    return data
+
+
+class Messaging:
     """Connected peers: their datagrams, engine messages, forwarding between clients."""
+
+    def __init__(self, ctx: Context, session: Session) -> None:
+        self._ctx = ctx
+        self._session = session
+        self.reset()
+
+    def reset(self) -> None:
+        self.next_message_id = 1
+        self._seq_counters: dict[tuple[str, int], int] = {}
+        self._latest_forwarded: dict[tuple[str, int], int] = {}
+        self._forwarded: dict[int, object] = {}  # message_id -> message, to other clients
+
+    # --- sending ---------------------------------------------------------------------
+
+    def send(self, peer_name: str, message: object, delivery: Delivery, channel: int
+             ) -> int | None:
+        """Queue a message; returns its message_id for reliable deliveries."""
+        if not isinstance(delivery, Delivery):
+            raise TypeError("delivery must be a framework.Delivery member")
+        if type(channel) is not int or not 0 <= channel < USER_CHANNELS:
+            raise ValueError(f"channel must be an int from 0 to {USER_CHANNELS - 1}")
+        payload = self._ctx.encoder.encode(message)  # TypeError here, at the call
+        session = self._session
+        if not session.is_connected():
+            raise NotConnected("no session: messages can be sent once connected")
+        if peer_name == session.name:
+            raise ValueError("cannot send a message to yourself")
+        message_id = self.next_message_id if delivery.reliable else None
+        remote = session.remotes.get(peer_name)
+        if remote is not None and remote.connection is not None:
+            remote.connection.send(delivery, channel, payload, message_id or 0, message)
+        elif session.role is Role.CLIENT and peer_name in session.known:
+            self._forward(peer_name, message, payload, delivery, channel, message_id)
+        else:
+            raise NotConnected(f"no peer named {peer_name!r} in this session")
+        if message_id is not None:
+            self.next_message_id += 1
+        return message_id
 
     def _forward(self, to: str, message: object, payload: bytes, delivery: Delivery,
                  channel: int, message_id: int | None) -> None:
@@ -52,82 +110,92 @@ class Messaging(SessionState):
             message_id = self._seq_counters.get(key, 0)
             self._seq_counters[key] = message_id + 1
         body = encode_value([SYS_FORWARD, to, int(delivery), channel, message_id, payload])
-        mode = Delivery.RELIABLE_ORDERED if delivery.reliable else Delivery.UNRELIABLE
         if delivery.reliable:
-            host.send(mode, SYSTEM_CHANNEL, body, message_id, ("user", to, message, message_id),
-                      expires=True)
+            host.send(Delivery.RELIABLE_ORDERED, SYSTEM_CHANNEL, body, message_id,
+                      ("user", to, message, message_id), expires=True)
             # Kept (a bounded while) so that a failure notice can name the message itself.
             self._forwarded[message_id] = message
             if len(self._forwarded) > FORWARD_MEMORY:
                 del self._forwarded[next(iter(self._forwarded))]
         else:
-            host.send(mode, SYSTEM_CHANNEL, body)
+            host.send(Delivery.UNRELIABLE, SYSTEM_CHANNEL, body)
 
     def _host_connection(self) -> Connection:
-        host = self._remotes.get(self._server_name or "")
+        host = self._session.remotes.get(self._session.server_name or "")
         if host is None or host.connection is None:
             raise NotConnected("not connected to the server player")
         return host.connection
 
-    def _on_bye(self, remote: Remote, reason: object) -> None:
-        text = str(reason)[:200]
-        log.info("%s left: %s", remote.name, text)
-        if self.role is Role.CLIENT:
-            self._terminate(f"the server player left ({text})")
-        else:
-            self._remove(remote)
-
-    def _send_disconnect(self, remote: Remote, reason: str) -> None:
-        """Tell a peer we are leaving: a few authenticated copies, sent at once."""
+    def send_disconnect(self, remote: Remote, reason: str, now: float) -> None:
+        """Tell a peer we are leaving: a few encrypted copies, sent at once."""
         conn = remote.connection
-        if remote.address is None or conn is None:
+        if remote.route is None or conn is None:
             return
         bye = encode_value([SYS_BYE, reason])
         for _ in range(DISCONNECT_COPIES):
             conn.send(Delivery.UNRELIABLE, SYSTEM_CHANNEL, bye)
-            for data in conn.poll(self._now):
-                self._send(data, remote.address)
+            for data in conn.poll(now):
+                self._ctx.send_on(data, remote.route)
 
-    def _on_expired(self, remote: Remote, group: Group) -> None:
-        ctx = group.message
-        if group.channel != SYSTEM_CHANNEL:
-            self._emit(ev.ReliableMessageTimeout(self._packet_data(
-                self._name or "", remote.name, group.message, group.message_id)))
-        elif isinstance(ctx, tuple) and ctx[0] == "user":
-            # A message we sent to another client through the server player.
-            _, to, message, message_id = ctx
-            self._emit(ev.ReliableMessageTimeout(self._packet_data(
-                self._name or "", to, message, message_id)))
-        elif isinstance(ctx, tuple) and ctx[0] == "forward":
-            # We are the server player and could not pass a client's message on.
-            _, origin, message_id, to = ctx
-            self._forward_failed(origin, message_id, to)
+    def share_peer_list(self) -> None:
+        """Server player: tell every client who the others are."""
+        clients = [r for r in self._session.remotes.values()
+                   if r.state is RemoteState.CONNECTED]
+        for r in clients:
+            assert r.connection is not None
+            others = [[o.name, *addr] for o in clients
+                      if o is not r and (addr := o.public_address) is not None]
+            r.connection.send(Delivery.RELIABLE_ORDERED, SYSTEM_CHANNEL,
+                              encode_value([SYS_PEERS, others]), 0, None)
 
-    def _forward_failed(self, origin: str, message_id: int, to: str) -> None:
-        remote = self._remotes.get(origin)
-        if remote is not None and remote.connection is not None:
-            remote.connection.send(Delivery.RELIABLE_ORDERED, SYSTEM_CHANNEL,
-                                   encode_value([SYS_FORWARD_FAILED, message_id, to]), 0, None)
+    # --- receiving -------------------------------------------------------------------
 
-    def _on_data(self, data: bytes, address: Address, now: float) -> None:
-        remote = self._by_addr.get(address)
-        if remote is None:
-            remote = self._migrating(address)
+    def on_data(self, data: bytes, route: Route, now: float) -> None:
+        session = self._session
+        remote = session.by_route.get(route)
         if remote is None or remote.connection is None:
-            if self._recently_departed(address, now):
-                return
-            raise ProtocolError("DATA from an address not in the session")
+            self._from_new_address(data, route, now)
+            return
         delivered = remote.connection.receive(data, now)
-        if remote.path == "relay" and address != remote.address:
-            self._switch_path(remote, address)  # authenticated: the direct path works
+        if route != remote.route and not route.relayed:
+            session.paths.consider(remote, route, len(data), now)
+        self._dispatch(remote, delivered, route, now)
+
+    def _from_new_address(self, data: bytes, route: Route, now: float) -> None:
+        """DATA from an address no peer uses. It may be a peer whose NAT gave it a new
+        port, or a relayed peer's direct path: try the peers it could be (same IP as one
+        of their addresses) and validate the path of the one it authenticates as."""
+        session = self._session
+        if not route.relayed:
+            ip = route.address[0]
+            for remote in list(session.remotes.values()):
+                conn = remote.connection
+                if conn is None or not any(c.route.address[0] == ip
+                                           for c in remote.candidates):
+                    continue
+                try:
+                    delivered = conn.receive(data, now)
+                except ProtocolError:
+                    continue
+                session.paths.consider(remote, route, len(data), now)
+                self._dispatch(remote, delivered, route, now)
+                return
+        if session.recently_departed(route, now):
+            return
+        raise ProtocolError("DATA from an address not in the session")
+
+    def _dispatch(self, remote: Remote, delivered: list[Delivered], route: Route,
+                  now: float) -> None:
         # The hot path of every game: one event per message, built inline.
-        sender, me, events = remote.name, self._name or "", self._events
+        sender, me, events = remote.name, self._session.name or "", self._ctx.event_list
         reliable, unreliable = ev.ReceivedReliableMessageFromPeer, \
             ev.ReceivedUnreliableMessageFromPeer
         for d in delivered:
             channel = d.channel
             if channel == SYSTEM_CHANNEL:
-                self._on_system(remote, d, now)
+                self._on_system(remote, d, route, now)
+                if remote.connection is None:
+                    return  # the message ended this peer's session
             elif d.mode >= Delivery.RELIABLE_UNORDERED:
                 events.append(reliable({"from": sender, "to": me, "message": d.value,
                                         "message_id": d.message_id, "channel": channel,
@@ -136,71 +204,88 @@ class Messaging(SessionState):
                 events.append(unreliable({"from": sender, "to": me, "message": d.value,
                                           "channel": channel, "delivery": d.mode}))
 
-    def _migrating(self, address: Address) -> Remote | None:
-        """A relayed peer whose direct path just opened may send from a known candidate."""
-        for r in self._relay_remotes.values():
-            if r.path == "relay" and any(a == address for a, _ in r.candidates):
-                return r
-        return None
-
     def _deliver_user(self, sender: str, value: object, message_id: int | None, channel: int,
                       mode: Delivery) -> None:
-        data = self._packet_data(sender, self._name or "", value,
-                                 message_id if mode.reliable else None, channel, mode)
+        data = _packet_data(sender, self._session.name or "", value,
+                            message_id if mode.reliable else None, channel, mode)
         if mode.reliable:
-            self._emit(ev.ReceivedReliableMessageFromPeer(data))
+            self._ctx.emit(ev.ReceivedReliableMessageFromPeer(data))
         else:
-            self._emit(ev.ReceivedUnreliableMessageFromPeer(data))
+            self._ctx.emit(ev.ReceivedUnreliableMessageFromPeer(data))
 
-    def _on_system(self, remote: Remote, d: Delivered, now: float) -> None:
+    def _on_system(self, remote: Remote, d: Delivered, route: Route, now: float) -> None:
         msg = d.value
         if type(msg) is not list or not msg or type(msg[0]) is not int:
             raise ProtocolError("malformed system message")
-        kind = msg[0]
+        kind, n = msg[0], len(msg)
+        role = self._session.role
         if kind == SYS_PING:
             return
-        if kind == SYS_PEERS and self.role is Role.CLIENT and len(msg) == 2:
+        if kind == SYS_PEERS and role is Role.CLIENT and n == 2:
             self._on_peer_list(msg[1])
-        elif kind == SYS_FORWARD and self.role is Role.SERVER and len(msg) == 6:
+        elif kind == SYS_FORWARD and role is Role.SERVER and n == 6:
             self._on_forward(remote, msg)
-        elif kind == SYS_FORWARDED and self.role is Role.CLIENT and len(msg) == 6:
+        elif kind == SYS_FORWARDED and role is Role.CLIENT and n == 6:
             self._on_forwarded(msg)
-        elif kind == SYS_BYE and len(msg) == 2:
+        elif kind == SYS_BYE and n == 2:
             self._on_bye(remote, msg[1])
-        elif kind == SYS_FORWARD_FAILED and self.role is Role.CLIENT and len(msg) == 3:
-            _, message_id, to = msg
-            message = self._forwarded.pop(message_id, None) if type(message_id) is int else None
-            self._emit(ev.ReliableMessageTimeout(self._packet_data(
-                self._name or "", str(to), message, message_id)))
+        elif kind == SYS_FORWARD_FAILED and role is Role.CLIENT and n == 3:
+            self._on_forward_failed(msg[1], msg[2])
+        elif kind == SYS_PATH_CHALLENGE and n == 2:
+            self._session.paths.on_challenge(remote, msg[1], route, now)
+        elif kind == SYS_PATH_RESPONSE and n == 2:
+            self._session.paths.on_response(remote, msg[1], route)
         else:
-            log.debug("ignored system message %r from %s", kind, remote.name)
+            log.debug("ignored system message %d from %s", kind, remote.name)
+
+    def _on_bye(self, remote: Remote, reason: object) -> None:
+        # Only a short string is passed on; nothing else from the network is formatted.
+        text = reason if type(reason) is str and len(reason) <= MAX_REASON else ""
+        log.info("%s left: %r", remote.name, text)
+        session = self._session
+        if session.role is Role.CLIENT:
+            session.fail(f"the server player left ({text})" if text
+                         else "the server player left", report=False)
+        else:
+            session.remove(remote)
+
+    def _on_forward_failed(self, message_id: object, to: object) -> None:
+        if type(message_id) is not int or not is_valid_name(to):
+            raise ProtocolError("malformed forward failure")
+        assert isinstance(to, str)
+        message = self._forwarded.pop(message_id, None)
+        self._ctx.emit(ev.ReliableMessageTimeout(_packet_data(
+            self._session.name or "", to, message, message_id)))
 
     def _on_peer_list(self, entries: Any) -> None:
-        if type(entries) is not list:
-            return
+        if type(entries) is not list or len(entries) > 256:
+            raise ProtocolError("malformed peer list")
+        session = self._session
         known: dict[str, Known] = {}
         for e in entries:
-            if (type(e) is list and len(e) == 3 and valid_name(e[0]) and type(e[1]) is str
-                    and type(e[2]) is int and e[0] != self._name):
+            if (type(e) is list and len(e) == 3 and is_valid_name(e[0])
+                    and is_literal_ip(e[1]) and type(e[2]) is int and 0 <= e[2] < 65536
+                    and e[0] != session.name):
                 known[e[0]] = Known(e[0], (e[1], e[2]))
-        self._known = known
-        self._peers_changed()
+        session.known = known
+        session.peers_changed()
 
     def _on_forward(self, remote: Remote, msg: list[Any]) -> None:
         _, to, mode, channel, message_id, payload = msg
-        if (type(mode) is not int or mode not in Delivery._value2member_map_
+        if (type(mode) is not int or mode not in _MODES or not is_valid_name(to)
                 or type(channel) is not int or not 0 <= channel < USER_CHANNELS
                 or type(message_id) is not int or type(payload) is not bytes):
             raise ProtocolError("malformed forward")
         delivery = Delivery(mode)
-        if to == self._name:
+        session = self._session
+        if to == session.name:
             value = decode_value(payload)
             self._deliver_user(remote.name, value, message_id, channel, delivery)
             return
-        target = self._remotes.get(to) if isinstance(to, str) else None
+        target = session.remotes.get(to)
         if target is None or target.connection is None:
             if delivery.reliable:
-                self._forward_failed(remote.name, message_id, str(to))
+                self._forward_failed(remote.name, message_id, to)
             return
         body = encode_value([SYS_FORWARDED, remote.name, mode, channel, message_id, payload])
         try:
@@ -211,14 +296,19 @@ class Messaging(SessionState):
                 target.connection.send(Delivery.UNRELIABLE, SYSTEM_CHANNEL, body)
         except MessageTooLarge:
             if delivery.reliable:
-                self._forward_failed(remote.name, message_id, str(to))
+                self._forward_failed(remote.name, message_id, to)
+
+    def _forward_failed(self, origin: str, message_id: int, to: str) -> None:
+        remote = self._session.remotes.get(origin)
+        if remote is not None and remote.connection is not None:
+            remote.connection.send(Delivery.RELIABLE_ORDERED, SYSTEM_CHANNEL,
+                                   encode_value([SYS_FORWARD_FAILED, message_id, to]), 0, None)
 
     def _on_forwarded(self, msg: list[Any]) -> None:
         _, sender, mode, channel, message_id, payload = msg
-        if (type(sender) is not str or type(mode) is not int
-                or mode not in Delivery._value2member_map_ or type(channel) is not int
-                or not 0 <= channel < USER_CHANNELS or type(message_id) is not int
-                or type(payload) is not bytes):
+        if (not is_valid_name(sender) or type(mode) is not int or mode not in _MODES
+                or type(channel) is not int or not 0 <= channel < USER_CHANNELS
+                or type(message_id) is not int or type(payload) is not bytes):
             raise ProtocolError("malformed forwarded message")
         delivery = Delivery(mode)
         if delivery is Delivery.UNRELIABLE_SEQUENCED:
@@ -229,23 +319,41 @@ class Messaging(SessionState):
             self._latest_forwarded[key] = message_id
         self._deliver_user(sender, decode_value(payload), message_id, channel, delivery)
 
-    def _service_connection(self, remote: Remote, now: float) -> None:
+    # --- time ------------------------------------------------------------------------
+
+    def service(self, remote: Remote, now: float) -> None:
         conn = remote.connection
-        assert conn is not None and remote.address is not None
+        assert conn is not None and remote.route is not None
+        session = self._session
         if conn.timed_out(now):
             log.info("%s timed out", remote.name)
-            self._emit(ev.PeerTimeout(remote.name))
-            if self.role is Role.CLIENT:
-                self._terminate(f"lost the server player {remote.name!r} (timeout)")
+            self._ctx.emit(ev.PeerTimeout(remote.name))
+            if session.role is Role.CLIENT:
+                session.fail(f"lost the server player {remote.name!r} (timeout)",
+                             report=False)
             else:
-                self._remove(remote)
+                session.remove(remote)
             return
-        if remote.path == "relay" and now >= remote.next_direct_try:
-            remote.next_direct_try = now + DIRECT_RETRY_INTERVAL
-            self._punch(remote, now)
+        session.paths.service(remote, now)
         for data in conn.poll(now):
-            self._send(data, remote.address)
+            self._ctx.send_on(data, remote.route)
         if conn.expired:
             groups, conn.expired = conn.expired, []
             for group in groups:
                 self._on_expired(remote, group)
+
+    def _on_expired(self, remote: Remote, group: Group) -> None:
+        ctx = group.message
+        me = self._session.name or ""
+        if group.channel != SYSTEM_CHANNEL:
+            self._ctx.emit(ev.ReliableMessageTimeout(_packet_data(
+                me, remote.name, group.message, group.message_id)))
+        elif isinstance(ctx, tuple) and ctx[0] == "user":
+            # A message we sent to another client through the server player.
+            _, to, message, message_id = ctx
+            self._ctx.emit(ev.ReliableMessageTimeout(_packet_data(me, to, message,
+                                                                  message_id)))
+        elif isinstance(ctx, tuple) and ctx[0] == "forward":
+            # We are the server player and could not pass a client's message on.
+            _, origin, message_id, to = ctx
+            self._forward_failed(origin, message_id, to)

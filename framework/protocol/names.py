@@ -1,7 +1,7 @@
 """Player and game names: one normal form, no invisible characters, no look-alikes.
 
-A name is compared and shown in Unicode NFKC form (so the full-width "ａｒｅｎａ" *is*
-"arena"). Control, format, private-use, unassigned and default-ignorable characters
+A name is compared and shown in Unicode NFKC form (so a full-width "arena" *is*
+the plain one). Control, format, private-use, unassigned and default-ignorable characters
 (zero-width joiners, the Hangul filler U+3164, variation selectors ...) are refused, as
 are names that mix Latin, Greek and Cyrillic letters. Two names are look-alikes when their
 *skeletons* are equal: case-folded, with every character replaced by one representative
@@ -111,7 +111,8 @@ def _representatives() -> dict[str, str]:
 
 
 def skeleton(name: str) -> str:
-    """A key equal for names that look alike ("arena", "аrena", "ARENA", "arеna")."""
+    """A key equal for names that look alike ("arena", "ARENA", and "arena" with a
+    Cyrillic a or in full-width letters)."""
     reps = _representatives()
 
     def mapped(text: str) -> str:

@@ -1,18 +1,19 @@
-"""The people of a session, as the state machine sees them, and its constants."""
+"""The people of a session as the state machine sees them, and how datagrams reach them."""
 
 from __future__ import annotations
 
 import enum
 import ipaddress
-from collections.abc import Callable
+import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from . import crypto
 from .connection import Connection
+from .crypto import KeyPair, Pake, SessionKeys
+
+log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
-RandomBytes = Callable[[int], bytes]
 
 # System messages on SYSTEM_CHANNEL: msgpack arrays whose first element is one of these.
 SYS_PING = 0
@@ -21,15 +22,8 @@ SYS_FORWARD = 2
 SYS_FORWARDED = 3
 SYS_FORWARD_FAILED = 4
 SYS_BYE = 5
-
-#: Clients a server player may be connecting to at once (introduced, not yet confirmed).
-MAX_PENDING = 8
-#: After a wrong password, the same IP address is not heard for 2^(failures-1) seconds,
-#: up to this many: online guessing gets slow fast.
-MAX_AUTH_PENALTY = 60.0
-
-#: While a peer is reached through the relay, try the direct path again this often.
-DIRECT_RETRY_INTERVAL = 5.0
+SYS_PATH_CHALLENGE = 6
+SYS_PATH_RESPONSE = 7
 
 
 #: Networks a LAN address may be in (RFC 1918, RFC 6598 shared, link-local, loopback,
@@ -48,9 +42,33 @@ def is_local_address(host: str) -> bool:
     return any(ip in net for net in LOCAL_NETWORKS if net.version == ip.version)
 
 
-def relay_address(relay_id: bytes) -> Address:
-    """The stand-in address of a peer reached through the handshake server's relay."""
-    return (f"relay-{relay_id.hex()}", 0)
+class PathKind(enum.Enum):
+    """How datagrams reach a peer. The value is what ``PeerStats.path`` and the
+    ``PATH_CHANGED`` event say."""
+
+    LAN = "lan"
+    DIRECT = "direct"
+    MAPPED = "mapped"
+    RELAY = "relay"
+    SERVER_PLAYER = "server-player"
+
+
+class Route(NamedTuple):
+    """Where a datagram goes: an address, or a relay of the handshake server at that
+    address (``relay_id`` set), which forwards it to the peer."""
+
+    address: Address
+    relay_id: bytes = b""
+
+    @property
+    def relayed(self) -> bool:
+        return bool(self.relay_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    route: Route
+    kind: PathKind
 
 
 class Role(enum.Enum):
@@ -59,43 +77,83 @@ class Role(enum.Enum):
     CLIENT = "client"
 
 
-class PeerState(enum.Enum):
-    PUNCHING = "punching"
-    HANDSHAKE = "handshake"  # path found; proving the password
+class RemoteState(enum.Enum):
+    """A remote player's progress. Legal moves are in ``REMOTE_TRANSITIONS``; a remote
+    that fails or leaves is removed from the session instead."""
+
+    PUNCHING = "punching"  # introduced; looking for a path
+    HANDSHAKE = "handshake"  # a path; exchanging keys (and proving the password)
     CONNECTED = "connected"
 
 
-@dataclass
+REMOTE_TRANSITIONS: dict[RemoteState, frozenset[RemoteState]] = {
+    RemoteState.PUNCHING: frozenset({RemoteState.HANDSHAKE}),
+    RemoteState.HANDSHAKE: frozenset({RemoteState.CONNECTED}),
+    RemoteState.CONNECTED: frozenset(),
+}
+
+
+@dataclass(eq=False)
+class Handshake:
+    """One key exchange in progress (the client's or the server player's side)."""
+
+    key: KeyPair
+    pake: Pake | None
+    client_share: bytes = b""
+    client_pake: bytes = b""
+    keys: SessionKeys | None = None
+    challenge: bytes = b""  # the server player's CHALLENGE, resent for a repeated HELLO
+    confirmed: bool = False  # client: the server player proved the same keys
+    guess_held: str | None = None  # server player: prefix whose guess token this holds
+
+
+@dataclass(eq=False)
 class Remote:
     """Another player we are connecting or connected to directly."""
 
     name: str
-    intro_nonce: bytes
-    candidates: list[tuple[Address, str]]
+    token: bytes  # the join token the handshake server gave both of us
+    intro_key: bytes  # derived from the token: authenticates punching and the handshake
+    candidates: list[Candidate]
     deadline: float
     password_required: bool = False
-    state: PeerState = PeerState.PUNCHING
-    address: Address | None = None
-    path: str = "direct"
+    state: RemoteState = RemoteState.PUNCHING
+    route: Route | None = None  # the validated path, once chosen
+    path: PathKind = PathKind.DIRECT
+    prefix: str = ""  # network of its public address (limits are per prefix)
+    joined_at: float = 0.0
     next_punch: float = 0.0
-    punch_count: int = 0
-    client_nonce: bytes = b""
-    server_nonce: bytes = b""
-    next_resend: float = 0.0
-    attempts: int = 0
-    connection: Connection | None = None
     punch_started: float = 0.0
-    relay_id: bytes | None = None
+    punches: dict[bytes, Route] = field(default_factory=dict)  # nonce -> where it went
+    handshake: Handshake | None = None
+    next_resend: float = 0.0
+    sent_at: float = 0.0  # when our last handshake datagram left (for a first RTT)
+    resent: bool = False  # Karn: a resent exchange gives no round-trip sample
+    connection: Connection | None = None
+    relay_id: bytes = b""
     relay_requested: bool = False
     next_direct_try: float = 0.0
-    # When our last handshake datagram left, and whether it was a resend (Karn: a
-    # resent exchange gives no round-trip sample).
-    sent_at: float = 0.0
-    resent: bool = False
+    # Path validation: token per route being tested, and bytes received from each
+    # unvalidated route (we never send one more than it sent us).
+    challenges: dict[Route, bytes] = field(default_factory=dict)
+    credit: dict[Route, int] = field(default_factory=dict)
+
+    def set_state(self, state: RemoteState) -> None:
+        if state not in REMOTE_TRANSITIONS[self.state]:
+            raise AssertionError(f"{self.name}: no move from {self.state.value} to "
+                                 f"{state.value}")
+        log.debug("%s: %s -> %s", self.name, self.state.value, state.value)
+        self.state = state
+
+    def kind_of(self, route: Route) -> PathKind:
+        if route.relayed:
+            return PathKind.RELAY
+        return next((c.kind for c in self.candidates if c.route == route), PathKind.DIRECT)
 
     @property
-    def punch_id(self) -> bytes:
-        return crypto.punch_id(self.intro_nonce)
+    def public_address(self) -> Address | None:
+        return next((c.route.address for c in self.candidates if c.kind is PathKind.DIRECT),
+                    None)
 
 
 @dataclass
@@ -110,5 +168,4 @@ class Known:
 class ListQuery:
     address: Address
     servers: list[dict[str, Any]] = field(default_factory=list)
-
-
+    pages: int = 0

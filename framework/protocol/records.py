@@ -91,3 +91,4 @@ class Counters:
     messages_expired: int = 0
     packets_lost: int = 0
     packets_acked: int = 0
+    duplicates: int = 0  # copies (or replays) of datagrams already accepted

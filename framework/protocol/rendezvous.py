@@ -1,161 +1,261 @@
-"""Talking to the handshake server: registration, refresh, join, server list, relay requests."""
+"""Talking to the handshake server: registration, refresh, join, server list, relays.
+
+Everything after the cookie exchange travels sealed to the server's key (hschannel.py),
+so an introduction or relay offer that opens under our channel's key came from that
+server: a spoofed one is dropped like any other forged datagram.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import events as ev
+from .constants import MAX_LIST_PAGES
+from .context import Context
 from .errors import ProtocolError
-from .peers import (
-    Address,
-    PeerState,
-    Role,
-)
-from .requests import Request, encode_request
-from .state import SessionState
-from .wire import (
-    ErrorCode,
-    Kind,
-    decode_control,
-)
+from .hschannel import KeyMismatch
+from .peers import Address, ListQuery, Role
+from .requests import Request, RequestTracker
+from .wire import REQUEST_SIZE, ErrorCode, HsKind, Kind, error_text
+
+if TYPE_CHECKING:
+    from .session import Session
 
 log = logging.getLogger(__name__)
 
 
-class Rendezvous(SessionState):
-    """Requests to the handshake server and what its answers mean."""
+class Rendezvous:
+    """The session's client of the handshake server."""
 
-    def _request(self, kind: Kind, fields: list[Any], address: Address, now: float) -> int:
-        return self._tracker.start(kind, fields, address, now).req_id
+    def __init__(self, ctx: Context, session: Session) -> None:
+        self._ctx = ctx
+        self._session = session
+        self.tracker = RequestTracker(ctx, ctx.random)
+        self._lists: dict[int, ListQuery] = {}
+        self.reset()
 
-    def _run_requests(self, now: float) -> None:
-        for req in self._tracker.run(now):
-            self._request_expired(req, now)
+    def reset(self) -> None:
+        """Forget the session's server (pending server lists go on)."""
+        self.address: Address | None = None
+        self.dropped = False
+        self.registered = False
+        self.token: bytes | None = None
+        self.public: Address | None = None
+        self.next_refresh = 0.0
+        self._join: Request | None = None
+        self._register_fields: list[Any] = []
+        self.tracker.drop(lambda q: q.kind is not HsKind.LIST)
 
-    def _request_expired(self, req: Request, now: float) -> None:
+    @property
+    def usable(self) -> bool:
+        return self.address is not None and not self.dropped
+
+    def begin(self, address: Address, pinned: str | None) -> None:
+        self.address = address
+        self.tracker.open_channel(address, pinned)
+
+    # --- requests --------------------------------------------------------------------
+
+    def register(self, name: str, candidates: list[list[Any]], password_required: bool,
+                 now: float) -> None:
+        assert self.address is not None
+        self._register_fields = [name, candidates, password_required,
+                                 float(self._ctx.config.secs_reg_valid)]
+        self.tracker.start(HsKind.REGISTER, self._register_fields, self.address, now)
+
+    def refresh(self, name: str, now: float) -> None:
+        assert self.address is not None and self.token is not None
+        self.next_refresh = now + self._ctx.config.secs_between_reg_refresh
+        if not any(q.kind is HsKind.REFRESH for q in self.tracker.pending.values()):
+            self.tracker.start(HsKind.REFRESH, [name, self.token], self.address, now)
+
+    def unregister(self, name: str, now: float) -> None:
+        """Tell the server we are gone (twice, unanswered: no one waits for it)."""
+        if self.token is None or not self.usable:
+            return
+        assert self.address is not None
+        channel = self.tracker.channels.get(self.address)
+        if channel is None or not channel.ready:
+            return
+        data = channel.seal(HsKind.UNREGISTER, 0, [name, self.token], REQUEST_SIZE)
+        for _ in range(2):
+            self._ctx.send(data, self.address)
+
+    def join(self, server: str, user: str, candidates: list[list[Any]], now: float) -> None:
+        assert self.address is not None
+        self._join = self.tracker.start(HsKind.JOIN, [server, user, candidates],
+                                        self.address, now)
+
+    def joined(self) -> None:
+        """The session is on: stop repeating the JOIN."""
+        join = self._join
+        if join is not None:
+            self.tracker.drop(lambda q: q is join)
+            self._join = None
+
+    def request_relay(self, server: str, client: str, now: float) -> None:
+        assert self.address is not None
+        self.tracker.start(HsKind.RELAY_REQUEST, [server, client], self.address, now)
+
+    def request_list(self, address: Address, pinned: str | None, now: float) -> None:
+        self.tracker.channel_for(address, pinned)
+        req = self.tracker.start(HsKind.LIST, [""], address, now)
+        self._lists[req.req_id] = ListQuery(address)
+
+    def drop(self) -> None:
+        """Stop talking to the server (the game goes on peer to peer)."""
+        self.dropped = True
+        hs = self.address
+        self.tracker.drop(lambda q: q.address == hs)
+
+    # --- time ------------------------------------------------------------------------
+
+    def run(self, now: float) -> None:
+        for req in self.tracker.run(now):
+            self._expired(req, now)
+        session = self._session
+        if (session.role is Role.SERVER and self.registered and not self.dropped
+                and now >= self.next_refresh and session.name is not None):
+            self.refresh(session.name, now)
+
+    def next_timer(self) -> float | None:
+        first = self.tracker.next_time()
+        if self.registered and not self.dropped:
+            return self.next_refresh if first is None else min(first, self.next_refresh)
+        return first
+
+    def _expired(self, req: Request, now: float) -> None:
         host, port = req.address
         where = f"handshake server {host}:{port} did not answer"
-        if req.kind is Kind.LIST:
+        session = self._session
+        if req.kind is HsKind.LIST:
             self._lists.pop(req.req_id, None)
-            self._error(f"server list request failed: {where}")
-        elif req.kind is Kind.REGISTER:
-            self._error(f"registration failed: {where}")
-            if not self._any_connected():
-                self._terminate(f"registration failed: {where}")
-        elif req.kind is Kind.REFRESH:
-            if self._any_connected():
-                # Better than the seed, which quits: the game goes on peer to peer.
-                self._error(f"registration refresh failed ({where}); the session goes on, "
-                            "but new players cannot join")
-                self._hs_dropped = True
+            self._ctx.error(f"server list request failed: {where}")
+        elif req.kind is HsKind.REGISTER:
+            session.fail(f"registration failed: {where}", unless_playing=True)
+        elif req.kind is HsKind.REFRESH:
+            if session.any_connected():
+                # Better than the original, which quits: the game goes on peer to peer.
+                self._ctx.error(f"registration refresh failed ({where}); the session goes "
+                                "on, but new players cannot join")
+                self.dropped = True
             else:
-                self._error(f"registration refresh failed: {where}")
-                self._terminate(f"registration refresh failed: {where}")
-        elif req.kind is Kind.JOIN and self.role is Role.CLIENT and not self._connected:
-            host_remote = self._remotes.get(self._server_name or "")
-            if host_remote is None:
-                self._error(f"could not join: {where}")
-                self._terminate(f"could not join: {where}")
-            elif host_remote.state is PeerState.PUNCHING and now < host_remote.deadline:
-                # Introduced, but no path yet: the server player may not have heard of us
-                # (its introduction lost, or it was busy). Keep asking while we punch.
-                self._join_req = self._request(Kind.JOIN, req.fields, req.address, now)
+                session.fail(f"registration refresh failed: {where}")
+        elif req.kind is HsKind.JOIN and req is self._join:
+            self._join = None
+            if session.still_punching(now):
+                # Introduced, but no path yet: the server player may not have heard of
+                # us (its introduction lost). Keep asking while we punch.
+                self._join = self.tracker.start(HsKind.JOIN, req.fields, req.address, now)
+            elif not session.has_remotes():
+                session.fail(f"could not join: {where}")
 
-    def _register(self, now: float) -> None:
-        assert self._hs is not None and self._name is not None
-        self._request(Kind.REGISTER, [self._name, self._lan[0], self._lan[1],
-                                      self._password_required,
-                                      float(self.config.secs_reg_valid)], self._hs, now)
+    # --- answers ---------------------------------------------------------------------
 
-    def _refresh(self, now: float) -> None:
-        assert self._hs is not None and self._name is not None and self._token is not None
-        self._next_refresh = now + self.config.secs_between_reg_refresh
-        if not any(q.kind is Kind.REFRESH for q in self._tracker.pending.values()):
-            self._request(Kind.REFRESH, [self._name, self._token], self._hs, now)
-
-    def _unregister(self) -> None:
-        if (self.role is Role.SERVER and self._token is not None and self._hs is not None
-                and not self._hs_dropped):
-            data = encode_request(Kind.UNREGISTER, 0, [self._name, self._token])
-            for _ in range(2):
-                self._send(data, self._hs)
-
-    def _on_hs_packet(self, kind: Kind, data: bytes, address: Address, now: float) -> None:
-        fields = decode_control(kind, data)
-        rid = fields[0]
+    def receive(self, kind: Kind, data: bytes, address: Address, now: float) -> None:
+        """A COOKIE or SEALED_REPLY from ``address``. Raises ProtocolError when it is not
+        for us (unknown id, not sealed by that server)."""
         if kind is Kind.COOKIE:
-            if not self._tracker.got_cookie(rid, address, fields[1], now):
-                raise ProtocolError("COOKIE for no request of ours")
+            try:
+                self.tracker.on_cookie(data, address, now)
+            except KeyMismatch as exc:
+                self._key_mismatch(address, str(exc))
             return
-        req = self._tracker.find(rid, address)
-        if kind is Kind.RELAY_READY and rid == 0 and address == self._hs:
-            self._on_relay_ready(fields, now)
+        if kind is not Kind.SEALED_REPLY:
+            raise ProtocolError(f"{kind.name} does not come from a handshake server")
+        channel = self.tracker.channels.get(address)
+        if channel is None:
+            raise ProtocolError("sealed reply from a server we never asked")
+        hs_kind, rid, fields = channel.open(data)
+        if rid == 0:
+            self._unsolicited(hs_kind, fields, address, now)
             return
-        if kind is Kind.INTRODUCE and rid == 0:
-            # Unsolicited introduction of a client: only from our own handshake server.
-            if (self.role is not Role.SERVER or address != self._hs or self._hs_dropped
-                    or not self._registered):
-                raise ProtocolError("introduction from an unexpected address")
-            self._on_introduce(fields, now)
-            return
+        req = self.tracker.find(rid, address)
         if req is None:
-            if self._tracker.answered_before(rid):
+            if self.tracker.answered_before(rid):
                 return  # a late copy of an answer we already have (our request was resent)
-            raise ProtocolError(f"{kind.name} answers no request of ours")
-        if kind is not Kind.INTRODUCE:
-            self._tracker.finish(req)
-        if kind is Kind.HS_ERROR:
-            self._on_hs_error(req, ErrorCode(fields[1]) if fields[1] in ErrorCode._value2member_map_
-                              else None, fields[2], now)
-        elif kind is Kind.REGISTERED and req.kind is Kind.REGISTER:
-            self._token = fields[1]
-            self._public = (fields[2], fields[3])
-            self._next_refresh = now + min(self.config.secs_between_reg_refresh, fields[4] / 3)
-            first = not self._registered
-            self._registered = True
-            if first:
-                self._connected = True
-                assert self._hs is not None
-                self._emit(ev.ConfirmedAsServer(self._hs))
-        elif kind is Kind.REFRESHED and req.kind is Kind.REFRESH:
-            self._next_refresh = now + min(self.config.secs_between_reg_refresh, fields[1] / 3)
-        elif kind is Kind.UNREGISTERED:
+            raise ProtocolError(f"{hs_kind.name} answers no request of ours")
+        self._answer(req, hs_kind, fields, now)
+
+    def _key_mismatch(self, address: Address, why: str) -> None:
+        self.tracker.drop(lambda q: q.address == address)
+        for rid in [r for r, q in self._lists.items() if q.address == address]:
+            del self._lists[rid]
+            self._ctx.error(f"server list refused: {why}")
+        if address == self.address:
+            self._session.fail(why)
+
+    def _unsolicited(self, kind: HsKind, fields: list[Any], address: Address,
+                     now: float) -> None:
+        if address != self.address or self.dropped:
+            raise ProtocolError("unsolicited message from another server")
+        if kind is HsKind.INTRODUCE and self._session.role is Role.SERVER and self.registered:
+            self._session.on_introduce(fields, now)
+        elif kind is HsKind.RELAY_READY:
+            self._session.on_relay_ready(fields[0], fields[1], now)
+        else:
+            raise ProtocolError(f"unexpected unsolicited {kind.name}")
+
+    def _answer(self, req: Request, kind: HsKind, fields: list[Any], now: float) -> None:
+        session = self._session
+        if kind is not HsKind.INTRODUCE:
+            self.tracker.finish(req)
+        if kind is HsKind.HS_ERROR:
+            self._refused(req, fields[0], now)
+        elif kind is HsKind.REGISTERED and req.kind is HsKind.REGISTER:
+            self.token = fields[0]
+            self.public = (fields[1], fields[2])
+            self.next_refresh = now + min(self._ctx.config.secs_between_reg_refresh,
+                                          fields[3] / 3)
+            if not self.registered:
+                self.registered = True
+                session.on_registered()
+        elif kind is HsKind.REFRESHED and req.kind is HsKind.REFRESH:
+            self.next_refresh = now + min(self._ctx.config.secs_between_reg_refresh,
+                                          fields[0] / 3)
+        elif kind is HsKind.UNREGISTERED:
             pass
-        elif kind is Kind.INTRODUCE and req.kind is Kind.JOIN:
-            self._on_introduce(fields, now)
-            req.next_send = now + self.config.secs_to_await_reply
-        elif kind is Kind.RELAY_READY and req.kind is Kind.RELAY_REQUEST:
-            self._on_relay_ready(fields, now)
-        elif kind is Kind.LIST_REPLY and req.kind is Kind.LIST:
-            self._on_list_page(rid, fields, now)
+        elif kind is HsKind.INTRODUCE and req.kind is HsKind.JOIN:
+            session.on_introduce(fields, now)
+            req.next_send = now + self._ctx.config.secs_to_await_reply
+        elif kind is HsKind.RELAY_READY and req.kind is HsKind.RELAY_REQUEST:
+            session.on_relay_ready(fields[0], fields[1], now)
+        elif kind is HsKind.LIST_REPLY and req.kind is HsKind.LIST:
+            self._list_page(req, fields, now)
         else:
             raise ProtocolError(f"{kind.name} does not answer {req.kind.name}")
 
-    def _on_hs_error(self, req: Request, code: ErrorCode | None, message: str,
-                     now: float) -> None:
-        if req.kind is Kind.LIST:
+    def _refused(self, req: Request, code: int, now: float) -> None:
+        text = error_text(code)
+        session = self._session
+        if req.kind is HsKind.LIST:
             self._lists.pop(req.req_id, None)
-            self._error(f"server list refused: {message}")
-        elif req.kind is Kind.RELAY_REQUEST:
-            log.info("relay refused: %s", message)
-        elif req.kind is Kind.REFRESH and code in (ErrorCode.NOT_REGISTERED, ErrorCode.BAD_TOKEN):
+            self._ctx.error(f"server list refused: {text}")
+        elif req.kind is HsKind.RELAY_REQUEST:
+            log.info("relay refused: %s", text)
+        elif req.kind is HsKind.REFRESH and code in (ErrorCode.NOT_REGISTERED,
+                                                      ErrorCode.BAD_TOKEN):
             # The handshake server forgot us (restarted, or we were away): register again.
-            self._register(now)
-        elif req.kind in (Kind.REGISTER, Kind.REFRESH, Kind.JOIN):
-            what = "registration" if req.kind is not Kind.JOIN else "join"
-            self._error(f"{what} refused by the handshake server: {message}")
-            if req.kind is Kind.JOIN or not self._any_connected():
-                self._terminate(f"{what} refused: {message}")
+            assert self.address is not None
+            self.tracker.start(HsKind.REGISTER, self._register_fields, self.address, now)
+        elif req.kind in (HsKind.REGISTER, HsKind.REFRESH):
+            session.fail(f"registration refused by the handshake server: {text}",
+                         unless_playing=True)
+        elif req.kind is HsKind.JOIN and req is self._join:
+            self._join = None
+            session.fail(f"join refused by the handshake server: {text}")
 
-    def _on_list_page(self, rid: int, fields: list[Any], now: float) -> None:
-        query = self._lists.pop(rid, None)
+    def _list_page(self, req: Request, fields: list[Any], now: float) -> None:
+        query = self._lists.pop(req.req_id, None)
         if query is None:
             return
-        _, page, pages, entries = fields
+        entries, more = fields
         query.servers.extend({"name": n, "password_required": p} for n, p in entries)
-        if page + 1 < pages and page + 1 < 64:
-            nxt = self._request(Kind.LIST, [page + 1], query.address, now)
-            self._lists[nxt] = query
+        query.pages += 1
+        if more and entries and query.pages < MAX_LIST_PAGES:
+            nxt = self.tracker.start(HsKind.LIST, [entries[-1][0]], query.address, now)
+            self._lists[nxt.req_id] = query
         else:
-            self._emit(ev.ReceivedServerList([s["name"] for s in query.servers], query.servers))
+            names = [s["name"] for s in query.servers]
+            self._ctx.emit(ev.ReceivedServerList(names, query.servers))

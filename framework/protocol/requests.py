@@ -1,10 +1,11 @@
-"""Requests to handshake servers: ids, retries, cookies and padding.
+"""Requests to handshake servers: ids, retries, cookies, sealing and padding.
 
-A request is resent every ``secs_to_await_reply`` until answered, and expires after
-``attempts_before_expiration`` sends. Requests that make the server keep state (REGISTER,
-JOIN, RELAY_REQUEST) carry the server's cookie for our address: the first one goes out
-without it, the server answers COOKIE, and the request is sent again at once with it.
-Every request is padded so that no answer is larger than what asked for it.
+A request is resent every ``secs_to_await_reply`` until answered and expires after
+``attempts_before_expiration`` sends. A server's channel needs its key and a cookie
+for our address first: until it has them a request goes out as a COOKIE_REQUEST, the
+COOKIE answer carries both, and the request is sealed and sent again at once. A COOKIE
+for a request already sealed means the cookie went stale: it is renewed the same way.
+Every sealed request is padded so that no answer is larger than what asked for it.
 """
 
 from __future__ import annotations
@@ -13,9 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .wire import COOKIE_KINDS, Kind, encode_control, request_size
+from .context import Context
+from .crypto import RandomBytes
+from .errors import ProtocolError
+from .hschannel import ServerChannel
+from .peers import Address
+from .wire import HsKind, decode_cookie, encode_cookie_request, request_size
 
-Address = tuple[str, int]
+#: A request whose server keeps answering with a new cookie gives up asking after this.
+MAX_COOKIE_TRIES = 3
 
 
 @dataclass
@@ -23,7 +30,7 @@ class Request:
     """One request in flight."""
 
     req_id: int
-    kind: Kind
+    kind: HsKind
     fields: list[Any]
     address: Address
     attempts: int = 0
@@ -31,32 +38,31 @@ class Request:
     cookie_tries: int = 0
 
 
-def encode_request(kind: Kind, req_id: int, fields: list[Any], cookie: bytes = b"") -> bytes:
-    """Encode a request with its cookie (where the kind takes one) and its padding."""
-    body = [req_id, *fields]
-    if kind in COOKIE_KINDS:
-        body.append(cookie)
-    bare = len(encode_control(kind, [*body, b""]))
-    pad = max(0, request_size(kind) - bare)
-    # A bin field's header grows with its length (2 bytes up to 255, then 3).
-    pad = max(0, pad - (1 if pad > 253 else 0))
-    return encode_control(kind, [*body, bytes(pad)])
-
-
 class RequestTracker:
-    """Requests in flight, by id; the owner decides what an answer or an expiry means."""
+    """Requests in flight, by id, and the channel to each handshake server asked."""
 
-    def __init__(self, send: Callable[[bytes, Address], None], first_id: int,
-                 wait: float, attempts: int) -> None:
-        self._send = send
-        self._next = first_id
-        self._wait = wait
-        self._attempts = attempts
+    def __init__(self, ctx: Context, random_bytes: RandomBytes) -> None:
+        self._ctx = ctx
+        self._random = random_bytes
+        self._next = int.from_bytes(random_bytes(3), "big") + 1
         self.pending: dict[int, Request] = {}
         self._answered: dict[int, None] = {}  # recent ids, to tell late copies from junk
-        self._cookies: dict[Address, bytes] = {}
+        self.channels: dict[Address, ServerChannel] = {}
 
-    def start(self, kind: Kind, fields: list[Any], address: Address, now: float) -> Request:
+    def open_channel(self, address: Address, pinned: str | None) -> ServerChannel:
+        """A fresh channel (a new ephemeral key) to the server at ``address``."""
+        channel = ServerChannel(self._random, pinned)
+        self.channels[address] = channel
+        return channel
+
+    def channel_for(self, address: Address, pinned: str | None) -> ServerChannel:
+        """The channel to ``address``, reused when it trusts the same key."""
+        channel = self.channels.get(address)
+        if channel is None or (pinned is not None and channel.pinned != pinned):
+            channel = self.open_channel(address, pinned)
+        return channel
+
+    def start(self, kind: HsKind, fields: list[Any], address: Address, now: float) -> Request:
         rid = self._next
         self._next = (self._next % 0xFFFFFFFE) + 1
         req = Request(rid, kind, fields, address)
@@ -66,22 +72,27 @@ class RequestTracker:
 
     def _transmit(self, req: Request, now: float) -> None:
         req.attempts += 1
-        req.next_send = now + self._wait
-        cookie = self._cookies.get(req.address, b"")
-        self._send(encode_request(req.kind, req.req_id, req.fields, cookie), req.address)
+        req.next_send = now + self._ctx.config.secs_to_await_reply
+        channel = self.channels[req.address]
+        if channel.ready:
+            data = channel.seal(req.kind, req.req_id, req.fields, request_size(req.kind))
+        else:
+            data = encode_cookie_request(req.req_id)
+        self._ctx.send(data, req.address)
 
-    def got_cookie(self, req_id: int, address: Address, cookie: bytes, now: float) -> bool:
-        """The server wants its cookie: remember it and resend at once. False if unknown."""
-        req = self.pending.get(req_id)
-        if req is None or req.address != address or req.kind not in COOKIE_KINDS:
-            return False
-        if req.cookie_tries >= 3:
-            return True  # the server keeps refusing: let the retries run out
-        req.cookie_tries += 1
-        self._cookies[address] = cookie
-        req.attempts -= 1  # a cookie round trip is not a failed attempt
-        self._transmit(req, now)
-        return True
+    def on_cookie(self, data: bytes, address: Address, now: float) -> Request:
+        """A COOKIE: learn the server's key and cookie, resend at once. Raises
+        ProtocolError when it answers nothing of ours, KeyMismatch for a wrong key."""
+        rid, cookie, public = decode_cookie(data)
+        req = self.pending.get(rid)
+        if req is None or req.address != address:
+            raise ProtocolError("COOKIE for no request of ours")
+        self.channels[address].learn(cookie, public)
+        if req.cookie_tries < MAX_COOKIE_TRIES:
+            req.cookie_tries += 1
+            req.attempts -= 1  # a cookie round trip is not a failed attempt
+            self._transmit(req, now)
+        return req
 
     def find(self, req_id: int, address: Address) -> Request | None:
         req = self.pending.get(req_id)
@@ -106,7 +117,7 @@ class RequestTracker:
         for req in list(self.pending.values()):
             if now < req.next_send:
                 continue
-            if req.attempts >= self._attempts:
+            if req.attempts >= self._ctx.config.attempts_before_expiration:
                 del self.pending[req.req_id]
                 expired.append(req)
             else:

@@ -1,160 +1,299 @@
-"""The peer engine's state machine: registration, join, punch, handshake, session.
+"""The peer engine's state machine: one owner of the session's state, and its parts.
 
 Pure and sans-I/O (in the manner of h11 and aioquic): no socket, no clock, no pygame.
 The shell feeds it ``receive_datagram(data, address, now)`` and ``handle_timer(now)``,
 sends what ``datagrams_to_send()`` returns and hands ``events()`` to the game.
 
 Roles: a *server player* registers its name with the handshake server and accepts
-clients; a *client* asks the handshake server for a server player by name. The
-handshake server introduces the two (each learns the other's public and LAN address
-and a shared secret); both punch holes towards both addresses at once; the first path
-that answers wins; the client then proves the password with a challenge-response and
-the session's reliable connection starts.
+clients; a *client* asks the handshake server for a server player by name. The session
+moves through the phases below, and only along the arrows of ``TRANSITIONS`` (every
+move is logged "from X to Y"); each remote player has its own smaller machine
+(``peers.RemoteState``). The work is done by parts that share only a ``Context``:
+
+- ``Rendezvous`` (rendezvous.py): the handshake server: registration, join, lists, relays;
+- ``Handshakes`` (handshake.py): introductions, punching, the key exchange;
+- ``Paths`` (paths.py): validating and moving to a peer's new address;
+- ``Messaging`` (messaging.py): connected peers' traffic.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 from typing import Any
 
-from . import crypto
 from . import events as ev
+from .config import Config
 from .connection import Connection
-from .constants import (
-    HS_SERVER_NAME,
-    SYSTEM_CHANNEL,
-    USER_CHANNELS,
-)
+from .constants import DEPARTED_GRACE
+from .context import Context
+from .crypto import RandomBytes, fingerprint, normalize_fingerprint
 from .delivery import Delivery
 from .errors import NotConnected, ProtocolError
+from .handshake import Handshakes
 from .messaging import Messaging
-from .peers import (
-    SYS_PEERS,
-    Address,
-    ListQuery,
-    PeerState,
-    Remote,
-    Role,
-    relay_address,
-)
-from .punching import Punching
+from .names import normalize_name
+from .paths import Paths
+from .peers import Address, Known, PathKind, Remote, RemoteState, Role, Route, is_local_address
 from .rendezvous import Rendezvous
-from .values import encode_value
-from .wire import (
-    Kind,
-    peek_kind,
-    valid_name,
-)
+from .wire import CandidateKind, Kind, decode_relay, peek_kind
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Role", "Session", "relay_address"]
+__all__ = ["Phase", "Role", "Session"]
 
 
-class Session(Rendezvous, Punching, Messaging):
+class Phase(enum.Enum):
+    IDLE = "idle"
+    REGISTERING = "registering"  # server player: waiting for the handshake server
+    HOSTING = "hosting"  # server player: registered; clients may join
+    JOINING = "joining"  # client: introduced or waiting to be; punching; handshaking
+    CONNECTED = "connected"  # client: in the server player's session
+
+
+TRANSITIONS: dict[Phase, frozenset[Phase]] = {
+    Phase.IDLE: frozenset({Phase.REGISTERING, Phase.JOINING}),
+    Phase.REGISTERING: frozenset({Phase.HOSTING, Phase.IDLE}),
+    Phase.HOSTING: frozenset({Phase.IDLE}),
+    Phase.JOINING: frozenset({Phase.CONNECTED, Phase.IDLE}),
+    Phase.CONNECTED: frozenset({Phase.IDLE}),
+}
+
+
+class Session:
     """One local player's protocol state. See the module docstring."""
 
+    def __init__(self, config: Config | None = None,
+                 random_bytes: RandomBytes | None = None) -> None:
+        if random_bytes is None:
+            raise ValueError("Session needs a random_bytes source (os.urandom in production)")
+        self.config = config if config is not None else Config()
+        self.ctx = Context(self.config, random_bytes)
+        self.phase = Phase.IDLE
+        self.rendezvous = Rendezvous(self.ctx, self)
+        self.handshakes = Handshakes(self.ctx, self)
+        self.paths = Paths(self.ctx, self)
+        self.messaging = Messaging(self.ctx, self)
+        self._clear()
+
+    def _clear(self) -> None:
+        self.role = Role.NONE
+        self.name: str | None = None
+        self.server_name: str | None = None
+        self.password: str | None = None
+        self.remotes: dict[str, Remote] = {}
+        self.by_route: dict[Route, Remote] = {}
+        self.known: dict[str, Known] = {}
+        # Paths of peers that just left: their last datagrams (the extra copies of a
+        # disconnect, data in flight) are ignored quietly for a moment, not reported.
+        self._departed: dict[Route, float] = {}
+        self._peer_names: list[str] = []
+
+    def _set_phase(self, phase: Phase) -> None:
+        if phase not in TRANSITIONS[self.phase]:
+            raise AssertionError(f"no move from {self.phase.value} to {phase.value}")
+        log.info("session: from %s to %s", self.phase.value, phase.value)
+        self.phase = phase
+
+    # --- starting ------------------------------------------------------------------
+
     def init_server(self, handshake: Address, lan: Address, server_name: str,
-                    password: str | None, now: float) -> None:
-        self._check_new_session(server_name)
+                    password: str | None, now: float, handshake_key: str | None = None
+                    ) -> None:
+        name = self._start_check(server_name, handshake_key)
         self.role = Role.SERVER
-        self._name = self._server_name = server_name
-        self._hs = handshake
-        self._lan = lan
-        self._password_required = bool(password)
-        self._key = crypto.password_key(password, server_name) if password else None
-        self._register(now)
+        self.name = self.server_name = name
+        self.password = password or None
+        self.rendezvous.begin(handshake, self._pin(handshake_key))
+        self._set_phase(Phase.REGISTERING)
+        self.rendezvous.register(name, self._own_candidates(lan), self.password is not None,
+                                 now)
 
     def init_client(self, handshake: Address, lan: Address, user_name: str, server_name: str,
-                    password: str | None, now: float) -> None:
-        self._check_new_session(user_name)
-        if not valid_name(server_name) or server_name == HS_SERVER_NAME:
-            raise ValueError(f"invalid server name {server_name!r}")
-        if user_name == server_name:
+                    password: str | None, now: float, handshake_key: str | None = None
+                    ) -> None:
+        name = self._start_check(user_name, handshake_key)
+        try:
+            server = normalize_name(server_name)
+        except ValueError as exc:
+            raise ValueError(f"invalid server name {server_name!r}: {exc}") from None
+        if name == server:
             raise ValueError("the user name must differ from the server name")
         self.role = Role.CLIENT
-        self._name = user_name
-        self._server_name = server_name
-        self._hs = handshake
-        self._lan = lan
-        self._key = crypto.password_key(password, server_name) if password else None
-        self._join_req = self._request(
-            Kind.JOIN, [server_name, user_name, lan[0], lan[1]], handshake, now)
+        self.name, self.server_name = name, server
+        self.password = password or None
+        self.rendezvous.begin(handshake, self._pin(handshake_key))
+        self._set_phase(Phase.JOINING)
+        self.rendezvous.join(server, name, self._own_candidates(lan), now)
 
-    def _check_new_session(self, name: str) -> None:
-        if self.role is not Role.NONE:
+    def _start_check(self, name: str, handshake_key: str | None) -> str:
+        if self.phase is not Phase.IDLE:
             raise RuntimeError("a session is already on: call quit_connection() first")
-        if not valid_name(name):
-            raise ValueError(f"invalid name {name!r}: 1-32 printable characters")
-        if name == HS_SERVER_NAME:
-            raise ValueError(f"{HS_SERVER_NAME!r} is reserved for the handshake server")
+        try:
+            norm = normalize_name(name)
+        except ValueError as exc:
+            raise ValueError(f"invalid name {name!r}: {exc}") from None
+        self._pin(handshake_key)  # ValueError now, at the call, if malformed
+        return norm
 
-    def request_server_list(self, handshake: Address, now: float) -> None:
-        rid = self._request(Kind.LIST, [0], handshake, now)
-        self._lists[rid] = ListQuery(handshake)
+    @staticmethod
+    def _pin(handshake_key: str | None) -> str | None:
+        return normalize_fingerprint(handshake_key) if handshake_key is not None else None
 
-    def send(self, peer_name: str, message: object, delivery: Delivery, channel: int,
-             now: float) -> int | None:
-        """Queue a message; returns its message_id for reliable deliveries."""
-        if not isinstance(delivery, Delivery):
-            raise TypeError("delivery must be a framework.Delivery member")
-        if type(channel) is not int or not 0 <= channel < USER_CHANNELS:
-            raise ValueError(f"channel must be an int from 0 to {USER_CHANNELS - 1}")
-        payload = self._encoder.encode(message)  # TypeError here, at the call
-        if not self._connected:
-            raise NotConnected("no session: messages can be sent once connected")
-        if peer_name == self._name:
-            raise ValueError("cannot send a message to yourself")
-        message_id: int | None = None
-        if delivery.reliable:
-            message_id = self._next_message_id
-        remote = self._remotes.get(peer_name)
-        if remote is not None and remote.connection is not None:
-            remote.connection.send(delivery, channel, payload, message_id or 0, message)
-        elif self.role is Role.CLIENT and peer_name in self._known:
-            self._forward(peer_name, message, payload, delivery, channel, message_id)
+    @staticmethod
+    def _own_candidates(lan: Address) -> list[list[Any]]:
+        """Our addresses besides the public one the handshake server sees."""
+        if lan[1] and is_local_address(lan[0]):
+            return [[lan[0], lan[1], int(CandidateKind.LAN)]]
+        return []
+
+    def request_server_list(self, handshake: Address, now: float,
+                            handshake_key: str | None = None) -> None:
+        self.rendezvous.request_list(handshake, self._pin(handshake_key), now)
+
+    # --- what the parts report ---------------------------------------------------------
+
+    def on_registered(self) -> None:
+        self._set_phase(Phase.HOSTING)
+        assert self.rendezvous.address is not None
+        self.ctx.emit(ev.ConfirmedAsServer(self.rendezvous.address))
+
+    def on_introduce(self, fields: list[Any], now: float) -> None:
+        self.handshakes.introduce(fields, now)
+
+    def on_relay_ready(self, relay_id: bytes, peer_name: str, now: float) -> None:
+        remote = self.remotes.get(peer_name)
+        hs = self.rendezvous.address
+        if remote is None or remote.relay_id or hs is None:
+            return
+        self.handshakes.relay_ready(remote, Route(hs, relay_id), now)
+
+    def on_welcomed(self, remote: Remote) -> None:
+        self._set_phase(Phase.CONNECTED)
+        self.rendezvous.joined()
+        self.ctx.emit(ev.ConfirmedAsClient(self._address_of(remote)))
+        self.peers_changed()
+
+    def fail(self, message: str, reason: str | None = None, report: bool = True,
+             unless_playing: bool = False) -> None:
+        """Something went wrong: tell the game (``ERROR``) and end the session, unless
+        ``unless_playing`` and players are connected (then the game goes on)."""
+        if report:
+            self.ctx.error(message)
+        if unless_playing and self.any_connected():
+            return
+        self._terminate(reason or message)
+
+    def _terminate(self, reason: str) -> None:
+        if self.phase is Phase.IDLE:
+            return
+        log.info("session ended: %s", reason)
+        for remote in self.remotes.values():
+            if remote.connection is not None:
+                remote.connection.close()
+        self._set_phase(Phase.IDLE)
+        self._clear()
+        self.rendezvous.reset()
+        self.messaging.reset()
+        self.ctx.emit(ev.SessionTerminated(reason))
+
+    def any_connected(self) -> bool:
+        return any(r.state is RemoteState.CONNECTED for r in self.remotes.values())
+
+    def has_remotes(self) -> bool:
+        return bool(self.remotes)
+
+    def still_punching(self, now: float) -> bool:
+        host = self.remotes.get(self.server_name or "")
+        return (host is not None and host.state is RemoteState.PUNCHING
+                and now < host.deadline)
+
+    def recently_departed(self, route: Route, now: float) -> bool:
+        until = self._departed.get(route)
+        if until is None:
+            return False
+        if until < now:
+            del self._departed[route]
+            return False
+        return True
+
+    def remove(self, remote: Remote, quiet: bool = False) -> None:
+        self.remotes.pop(remote.name, None)
+        routes = [r for r, who in self.by_route.items() if who is remote]
+        for r in routes:
+            del self.by_route[r]
+        if remote.connection is not None:
+            remote.connection.close()
+        if remote.state is RemoteState.CONNECTED:
+            if len(self._departed) > 256:
+                self._departed.clear()
+            for r in routes:
+                self._departed[r] = self.ctx.now + DEPARTED_GRACE
+            if not quiet:
+                self.peers_changed()
+
+    def peers_changed(self) -> None:
+        """Recompute the peer list; tell the game, and (server player) the clients."""
+        connected = [n for n, r in self.remotes.items() if r.state is RemoteState.CONNECTED]
+        if self.role is Role.SERVER:
+            self.messaging.share_peer_list()
+            names = connected
         else:
-            raise NotConnected(f"no peer named {peer_name!r} in this session")
-        if message_id is not None:
-            self._next_message_id += 1
-        return message_id
+            names = connected + [n for n in self.known if n not in connected]
+        if names != self._peer_names:
+            self._peer_names = names
+            self.ctx.emit(ev.PeerListUpdated(list(names)))
+
+    def _address_of(self, remote: Remote) -> Address:
+        """The address to show for a peer: its own, even while relayed."""
+        if remote.route is not None and not remote.route.relayed:
+            return remote.route.address
+        public = remote.public_address
+        assert public is not None
+        return public
+
+    # --- the game's calls ------------------------------------------------------------
+
+    def send(self, peer_name: str, message: object, delivery: Delivery, channel: int
+             ) -> int | None:
+        """Queue a message (it leaves at the next ``handle_timer``); returns its
+        message_id for reliable deliveries."""
+        return self.messaging.send(peer_name, message, delivery, channel)
 
     def drop_peer(self, peer_name: str, now: float) -> None:
-        self._now = now
+        self.ctx.now = now
         if self.role is not Role.SERVER:
             raise RuntimeError("only the server player can drop peers")
-        remote = self._remotes.get(peer_name)
+        remote = self.remotes.get(peer_name)
         if remote is None:
             raise NotConnected(f"no peer named {peer_name!r} in this session")
-        self._send_disconnect(remote, "dropped by the server player")
-        self._remove(remote)
+        self.messaging.send_disconnect(remote, "dropped by the server player", now)
+        self.remove(remote)
 
     def drop_connection_with_handshake_server(self, now: float) -> None:
-        if self.role is Role.NONE or self._hs_dropped:
+        if self.phase is Phase.IDLE or self.rendezvous.dropped:
             return
-        self._unregister()
-        self._hs_dropped = True
-        hs = self._hs
-        self._tracker.drop(lambda q: q.address == hs)
+        self.rendezvous.unregister(self.name or "", now)
+        self.rendezvous.drop()
 
     def quit_connection(self, now: float) -> None:
-        self._now = now
-        if self.role is Role.NONE:
+        self.ctx.now = now
+        if self.phase is Phase.IDLE:
             return
-        for remote in list(self._remotes.values()):
-            if remote.state is PeerState.CONNECTED:
-                self._send_disconnect(remote, "quit")
-        self._unregister()
+        for remote in list(self.remotes.values()):
+            if remote.state is RemoteState.CONNECTED:
+                self.messaging.send_disconnect(remote, "quit", now)
+        if self.role is Role.SERVER:
+            self.rendezvous.unregister(self.name or "", now)
         self._terminate("quit")
 
+    # --- getters ---------------------------------------------------------------------
+
     def get_peer(self, peer_name: str) -> dict[str, Any] | None:
-        remote = self._remotes.get(peer_name)
-        if remote is not None and remote.state is PeerState.CONNECTED and remote.address:
-            address = remote.address
-            if remote.path == "relay":  # the peer's own public address, not the stand-in
-                address = next(a for a, p in remote.candidates if p == "direct")
-            return {"name": peer_name, "address": address}
-        known = self._known.get(peer_name)
+        remote = self.remotes.get(peer_name)
+        if remote is not None and remote.state is RemoteState.CONNECTED:
+            return {"name": peer_name, "address": self._address_of(remote)}
+        known = self.known.get(peer_name)
         if known is not None:
             return {"name": peer_name, "address": known.address}
         return None
@@ -164,18 +303,17 @@ class Session(Rendezvous, Punching, Messaging):
 
     def get_server_address(self) -> Address | None:
         if self.role is Role.SERVER:
-            return self._public
-        if self.role is Role.CLIENT:
-            host = self._remotes.get(self._server_name or "")
-            if host is not None and host.state is PeerState.CONNECTED:
-                return host.address
+            return self.rendezvous.public
+        host = self.remotes.get(self.server_name or "")
+        if host is not None and host.state is RemoteState.CONNECTED:
+            return self._address_of(host)
         return None
 
     def get_server_name(self) -> str | None:
-        return self._server_name if self.role is not Role.NONE else None
+        return self.server_name if self.role is not Role.NONE else None
 
     def get_user_name(self) -> str | None:
-        return self._name if self.role is not Role.NONE else None
+        return self.name if self.role is not Role.NONE else None
 
     def i_am_server(self) -> bool | None:
         if self.role is Role.NONE:
@@ -183,104 +321,99 @@ class Session(Rendezvous, Punching, Messaging):
         return self.role is Role.SERVER
 
     def is_connected(self) -> bool:
-        return self._connected
+        return self.phase in (Phase.HOSTING, Phase.CONNECTED)
 
     def connection(self, peer_name: str) -> Connection | None:
-        remote = self._remotes.get(peer_name)
+        remote = self.remotes.get(peer_name)
         return remote.connection if remote is not None else None
+
+    def path_of(self, peer_name: str) -> PathKind | None:
+        remote = self.remotes.get(peer_name)
+        return remote.path if remote is not None else None
+
+    @property
+    def handshake_fingerprint(self) -> str | None:
+        """The fingerprint of the handshake server's key this session trusts."""
+        address = self.rendezvous.address
+        channel = self.rendezvous.tracker.channels.get(address) if address else None
+        if channel is None or channel.server_public is None:
+            return None
+        return fingerprint(channel.server_public)
 
     @property
     def blocked_count(self) -> int:
-        return self._blocked_count
+        return self.ctx.blocked
+
+    @property
+    def internal_errors(self) -> int:
+        return self.ctx.internal_errors
+
+    # --- I/O ---------------------------------------------------------------------------
 
     def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
-        out, self._out = self._out, []
-        return out
+        """Drain the datagrams the last calls produced (build them with handle_timer)."""
+        return self.ctx.take_datagrams()
 
     def add_event(self, event: ev.EngineEvent) -> None:
         """Queue an event the shell observed itself (datagrams sent and received)."""
-        self._events.append(event)
+        self.ctx.emit(event)
 
     def events(self) -> list[ev.EngineEvent]:
-        out, self._events = self._events, []
-        return out
+        return self.ctx.take_events()
 
     def next_timer(self, now: float) -> float | None:
-        first = self._tracker.next_time()
-        times = [first] if first is not None else []
-        if self._registered and not self._hs_dropped:
-            times.append(self._next_refresh)
-        for r in self._remotes.values():
+        times = []
+        first = self.rendezvous.next_timer()
+        if first is not None:
+            times.append(first)
+        for r in self.remotes.values():
             if r.connection is not None:
                 times.append(r.connection.next_timer(now))
             else:
-                times.append(min(r.next_punch if r.state is PeerState.PUNCHING else r.next_resend,
-                                 r.deadline))
+                times.append(self.handshakes.next_timer(r))
         return min(times) if times else None
 
     def receive_datagram(self, data: bytes, address: Address, now: float) -> None:
-        """Take one datagram from the network. Never raises for bad input."""
-        self._now = now
+        """Take one datagram from the network. Never raises, whatever the datagram."""
+        self.ctx.now = now
         try:
-            kind = peek_kind(data)
-            if kind is Kind.DATA:
-                self._on_data(data, address, now)
-            elif kind is Kind.RELAY:
-                self._on_relay(data, address, now)
-            elif kind < Kind.PUNCH:
-                self._on_hs_packet(kind, data, address, now)
-            else:
-                self._on_peer_packet(kind, data, address, now)
+            self._receive(data, address, now)
         except ProtocolError as exc:
             log.debug("dropped datagram from %s: %s", address, exc)
-            self._block(address, now)
+            self.ctx.block(address, now)
+        except Exception:  # a bug, met through hostile input: count it and go on
+            self.ctx.internal_error(address, now)
+
+    def _receive(self, data: bytes, address: Address, now: float) -> None:
+        kind = peek_kind(data)
+        route = Route(address)
+        if kind is Kind.RELAY:
+            if address != self.rendezvous.address:
+                raise ProtocolError("RELAY not from our handshake server")
+            relay_id, data = decode_relay(data)
+            route = Route(address, relay_id)
+            kind = peek_kind(data)
+            if kind < Kind.PUNCH:
+                raise ProtocolError(f"{kind.name} cannot travel through a relay")
+            if not any(r.relay_id == relay_id for r in self.remotes.values()):
+                if self.recently_departed(route, now):
+                    return
+                raise ProtocolError("RELAY of no relay of ours")
+        if kind is Kind.DATA:
+            self.messaging.on_data(data, route, now)
+        elif kind < Kind.PUNCH:
+            self.rendezvous.receive(kind, data, address, now)
+        else:
+            self.handshakes.on_packet(kind, data, route, now)
 
     def handle_timer(self, now: float) -> None:
         """Run everything that is due: resends, refreshes, punches, peer traffic."""
-        self._now = now
-        self._run_requests(now)
-        if (self.role is Role.SERVER and self._registered and not self._hs_dropped
-                and now >= self._next_refresh):
-            self._refresh(now)
-        for remote in list(self._remotes.values()):
-            if remote.state is PeerState.CONNECTED:
-                self._service_connection(remote, now)
+        self.ctx.now = now
+        self.rendezvous.run(now)
+        for remote in list(self.remotes.values()):
+            if remote.name not in self.remotes:
+                continue  # removed by an earlier one's consequences
+            if remote.state is RemoteState.CONNECTED:
+                self.messaging.service(remote, now)
             else:
-                self._service_handshake(remote, now)
-
-    def _remove(self, remote: Remote, quiet: bool = False) -> None:
-        self._remotes.pop(remote.name, None)
-        aliases = [a for a, r in self._by_addr.items() if r is remote]
-        for a in aliases:
-            del self._by_addr[a]
-        if remote.relay_id is not None:
-            self._relay_remotes.pop(remote.relay_id, None)
-            self._relay_ids.pop(relay_address(remote.relay_id), None)
-            aliases.append(relay_address(remote.relay_id))
-        if remote.connection is not None:
-            remote.connection.close()
-        if remote.state is PeerState.CONNECTED:
-            if len(self._departed) > 256:
-                self._departed.clear()
-            for a in aliases:
-                self._departed[a] = self._now + 2.0
-        if not quiet and remote.state is PeerState.CONNECTED:
-            self._peers_changed()
-
-    def _peers_changed(self) -> None:
-        """Recompute the peer list; tell the game, and (server player) the clients."""
-        if self.role is Role.SERVER:
-            clients = [r for r in self._remotes.values() if r.state is PeerState.CONNECTED]
-            names = [r.name for r in clients]
-            for r in clients:
-                assert r.connection is not None and r.address is not None
-                others = [[o.name, o.address[0], o.address[1]] for o in clients
-                          if o is not r and o.address is not None]
-                r.connection.send(Delivery.RELIABLE_ORDERED, SYSTEM_CHANNEL,
-                                  encode_value([SYS_PEERS, others]), 0, None)
-        else:
-            names = [n for n in self._remotes if self._remotes[n].state is PeerState.CONNECTED]
-            names += [n for n in self._known if n not in names]
-        if names != self._peer_names:
-            self._peer_names = names
-            self._emit(ev.PeerListUpdated(list(names)))
+                self.handshakes.service(remote, now)

@@ -19,6 +19,28 @@ NUMPY_EXT = 1
 # Only plain numeric and boolean dtypes: an object dtype would mean pickle, never on our wire.
 _ALLOWED_KINDS = frozenset("biufc")
 _MAX_DIMS = 16
+#: Deepest nesting of lists and maps a message from the network may have. msgpack's own
+#: limit (1024) is far past what Python's str(), repr() or == survive.
+MAX_DEPTH = 32
+
+
+def check_depth(value: object, limit: int = MAX_DEPTH) -> None:
+    """Raise ProtocolError for a value nested deeper than ``limit`` (no recursion)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item, depth = pop()
+        if type(item) is list:
+            children: Any = item
+        elif type(item) is dict:
+            children = [*item.keys(), *item.values()]
+        else:
+            continue
+        if depth > limit:
+            raise ProtocolError(f"value nested deeper than {limit}")
+        for child in children:
+            if type(child) is list or type(child) is dict:
+                push((child, depth + 1))
 
 
 def _default(obj: object) -> object:
@@ -39,7 +61,7 @@ def _default(obj: object) -> object:
     )
 
 
-def _ext_hook(code: int, data: bytes) -> object:
+def numpy_ext_hook(code: int, data: bytes) -> object:
     if code != NUMPY_EXT:
         raise ProtocolError(f"unknown extension type {code}")
     parts = msgpack.unpackb(data, raw=False, use_list=True)
@@ -99,10 +121,13 @@ class Encoder:
 def decode_value(data: bytes) -> Any:
     """Decode bytes from the network; any malformation becomes ProtocolError."""
     try:
-        return msgpack.unpackb(
-            data, ext_hook=_ext_hook, raw=False, strict_map_key=False, use_list=True
+        value = msgpack.unpackb(
+            data, ext_hook=numpy_ext_hook, raw=False, strict_map_key=False, use_list=True
         )
     except ProtocolError:
         raise
     except Exception as exc:  # msgpack raises many kinds; all mean "malformed"
         raise ProtocolError(f"undecodable msgpack: {type(exc).__name__}") from exc
+    if type(value) is list or type(value) is dict:
+        check_depth(value)
+    return value

@@ -313,6 +313,23 @@ def sealed_reply_head(nonce: bytes) -> bytes:
     return _SEALED_REPLY_HEAD.pack(PROTOCOL_ID, PROTOCOL_VERSION, Kind.SEALED_REPLY, nonce)
 
 
+# --- DATA ---------------------------------------------------------------------------
+#
+# header | packet number (low 16 bits) | ChaCha20-Poly1305( acks | msgpack array of items )
+# The first six bytes are the AEAD's associated data; see protection.py.
+
+_DATA_HEAD = HEADER.pack(PROTOCOL_ID, PROTOCOL_VERSION, Kind.DATA)
+DATA_PREFIX_SIZE = HEADER_SIZE + 2
+#: At the start of a DATA plaintext: the newest packet number received from the other
+#: side (low 16 bits) and a 32-bit field acknowledging the 32 before it.
+ACKS = struct.Struct("!HI")
+
+
+def data_prefix(number: int) -> bytes:
+    """The clear start of a DATA datagram with packet number ``number`` (low 16 bits)."""
+    return _DATA_HEAD + (number & 0xFFFF).to_bytes(2, "big")
+
+
 RELAY_HEADER_SIZE = HEADER_SIZE + 8
 #: Room a relayed datagram needs on top of the datagram it carries.
 RELAY_OVERHEAD = RELAY_HEADER_SIZE
