@@ -67,18 +67,17 @@ class HsPeer:
         self.address = address
         self.channel = channel
         self.inbox: list[Opened] = []
-        self.sent_bytes = 0
-        self.received_bytes = 0
+        #: (request size, reply size) of every reply this peer got to a datagram it sent.
+        self.exchanges: list[tuple[int, int]] = []
         self._rid = 0
 
     def send(self, data: bytes, now: float = 0.0) -> list[tuple[bytes, Address]]:
         """Send raw bytes from this peer's address; replies to other peers are delivered
         to them, replies to this peer returned raw."""
-        self.sent_bytes += len(data)
         mine = []
         for reply, to in self.net.core.receive(data, self.address, now):
             if to == self.address:
-                self.received_bytes += len(reply)
+                self.exchanges.append((len(data), len(reply)))
                 mine.append((reply, to))
             elif to in self.net.peers:
                 other = self.net.peers[to]
