@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .core import HandshakeCore, ServerConfig
+from .config import ServerConfig, ServerStats
+from .core import HandshakeCore
+from .keys import load_or_create
 from .server import HandshakeServer
 
-__all__ = ["HandshakeCore", "HandshakeServer", "ServerConfig"]
+__all__ = ["HandshakeCore", "HandshakeServer", "ServerConfig", "ServerStats", "load_or_create"]

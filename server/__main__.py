@@ -1,4 +1,5 @@
-"""``python -m server [--host 0.0.0.0] [--port 5160]``: run the handshake server."""
+"""``python -m server [--host 0.0.0.0] [--port 5160] [--key-file PATH]``: run the
+handshake server. ``--print-fingerprint`` prints the key's fingerprint and exits."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import signal
 import sys
 from types import FrameType
 
+from framework.protocol import crypto
 from framework.protocol.constants import DEFAULT_HANDSHAKE_PORT
 
+from . import keys
 from .core import ServerConfig
 from .server import HandshakeServer
 
@@ -33,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
                         default=ServerConfig.requests_per_sec_per_ip,
                         help="requests per second one IP address may make (default "
                              "%(default)s; raise it for load tests)")
+    parser.add_argument("--key-file", default=None,
+                        help="the server's long-term key, created on first start "
+                             f"(default {keys.default_path()})")
+    parser.add_argument("--print-fingerprint", action="store_true",
+                        help="print the key's fingerprint (for players to pin) and exit")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
@@ -43,10 +51,19 @@ def main(argv: list[str] | None = None) -> int:
                           request_burst=max(2 * args.requests_per_ip, 1.0),
                           relay_bytes_per_sec=args.relay_rate,
                           relay_max_duration=args.relay_duration)
+    log = logging.getLogger("server")
     try:
-        server = HandshakeServer(args.host, args.port, config)
+        key = keys.load_or_create(args.key_file)
+    except (OSError, keys.KeyFileError) as exc:
+        log.error("cannot use the key file: %s", exc)
+        return 1
+    if args.print_fingerprint:
+        sys.stdout.write(crypto.fingerprint(key.public) + "\n")  # the output, not a log line
+        return 0
+    try:
+        server = HandshakeServer(args.host, args.port, config, key)
     except OSError as exc:
-        logging.getLogger("server").error("cannot bind %s:%d: %s", args.host, args.port, exc)
+        log.error("cannot bind %s:%d: %s", args.host, args.port, exc)
         return 1
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

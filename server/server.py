@@ -11,6 +11,8 @@ import socket
 import threading
 import time
 
+from framework.protocol.crypto import KeyPair
+
 from .core import HandshakeCore, ServerConfig
 
 log = logging.getLogger("server")
@@ -24,11 +26,15 @@ EXPIRY_INTERVAL = 1.0
 
 
 class HandshakeServer:
-    """``HandshakeServer(host, port).serve_forever()``, or ``start()`` / ``stop()``."""
+    """``HandshakeServer(host, port).serve_forever()``, or ``start()`` / ``stop()``.
+
+    ``key`` is the server's long-term key (``server.keys.load_or_create``); without one a
+    fresh key is made in memory, which suits tests and a server embedded in a game."""
 
     def __init__(self, host: str = "0.0.0.0", port: int = 5160,
-                 config: ServerConfig | None = None) -> None:
-        self.core = HandshakeCore(config, os.urandom)
+                 config: ServerConfig | None = None, key: KeyPair | None = None) -> None:
+        self.core = HandshakeCore(config, os.urandom,
+                                  key if key is not None else KeyPair.generate(os.urandom))
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._sock = socket.socket(family, socket.SOCK_DGRAM)
         with contextlib.suppress(OSError):  # some systems refuse; the default still works
@@ -40,6 +46,12 @@ class HandshakeServer:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self.send_errors = 0
+        self.loop_errors = 0
+
+    @property
+    def fingerprint(self) -> str:
+        """The fingerprint of the server's key, which players may pin."""
+        return self.core.fingerprint
 
     @property
     def address(self) -> Address:
@@ -66,6 +78,7 @@ class HandshakeServer:
     def serve_forever(self) -> None:
         """Serve in this thread until stop() (or Ctrl-C in the caller)."""
         log.info("handshake server listening on %s:%d", *self.address)
+        log.info("key fingerprint: %s", self.fingerprint)
         sel = selectors.DefaultSelector()
         sel.register(self._sock, selectors.EVENT_READ)
         sel.register(self._wake_r, selectors.EVENT_READ)
@@ -78,20 +91,17 @@ class HandshakeServer:
                         self._drain()
                 now = time.monotonic()
                 if now >= next_expiry:
-                    self.core.expire(now)
+                    try:
+                        self.core.expire(now)
+                    except Exception:  # a bug must not stop the server
+                        log.exception("expiry failed")
                     next_expiry = now + EXPIRY_INTERVAL
         finally:
             sel.close()
             self._sock.close()
             self._wake_r.close()
             self._wake_w.close()
-            st = self.core.stats
-            log.info("handshake server stopped: %s", json.dumps({
-                "received": st.received, "replies": st.replies, "dropped": st.dropped,
-                "rate_limited": st.rate_limited, "cookies_sent": st.cookies_sent,
-                "amplification_refused": st.amplification_refused,
-                "registrations": st.registrations, "introductions": st.introductions,
-                "relayed_packets": st.relayed_packets, "relay_dropped": st.relay_dropped}))
+            log.info("handshake server stopped: %s", json.dumps(self.core.stats.summary()))
 
     def _drain(self) -> None:
         sock = self._sock
@@ -105,7 +115,12 @@ class HandshakeServer:
                     return
                 except OSError:  # e.g. ConnectionResetError on Windows after ICMP
                     continue
-                for reply, to in core.receive(data, (addr[0], addr[1]), now):
+                try:
+                    replies = core.receive(data, (addr[0], addr[1]), now)
+                except Exception:  # receive() never raises; if it did, go on
+                    self.loop_errors += 1
+                    continue
+                for reply, to in replies:
                     try:
                         sock.sendto(reply, to)
                     except OSError:

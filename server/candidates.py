@@ -1,0 +1,82 @@
+"""Which addresses of a player the server passes on, and in what order.
+
+A peer reports its own candidate addresses; the server never trusts them as given, since
+the other player will send datagrams to whatever it is told (a "packet cannon"):
+
+- PUBLIC: the source address of the request as the server saw it, added by the server;
+  PUBLIC entries a peer reports are ignored.
+- LAN: kept only in a local range (RFC 1918, 6598, 4193, link-local, loopback), where
+  a stray datagram stays inside the player's own network.
+- MAPPED: a port mapping on the player's router, kept only if its IP is the source IP
+  (the router's public address): a peer can aim only at its own router.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from framework.protocol.wire import CandidateKind
+
+from .config import Address
+
+#: Candidates in one introduction (the wire's schema allows four).
+MAX_CANDIDATES = 4
+
+Candidate = list[Any]  # [ip: str, port: int, kind: int], as on the wire
+
+#: Networks a LAN address may be in (RFC 1918, RFC 6598 shared, link-local, loopback,
+#: RFC 4193 unique local). Python's is_private also admits documentation and other
+#: special ranges, which are not local networks. The same list as the peer's
+#: ``framework.protocol.peers.LOCAL_NETWORKS``: that module imports the whole session
+#: machinery, which the server must not depend on; both should share one small module.
+LOCAL_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16",
+    "127.0.0.0/8", "fc00::/7", "fe80::/10", "::1/128"))
+
+
+def is_local_address(host: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(ip in net for net in LOCAL_NETWORKS if net.version == ip.version)
+
+
+def _same_ip(a: str, b: str) -> bool:
+    try:
+        x, y = ipaddress.ip_address(a), ipaddress.ip_address(b)
+    except ValueError:
+        return False
+    # A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d.
+    if isinstance(x, ipaddress.IPv6Address) and x.ipv4_mapped is not None:
+        x = x.ipv4_mapped
+    if isinstance(y, ipaddress.IPv6Address) and y.ipv4_mapped is not None:
+        y = y.ipv4_mapped
+    return x == y
+
+
+def candidates_of(source: Address, reported: list[Candidate]) -> list[Candidate]:
+    """The candidates to pass on for a peer at ``source`` that reported ``reported``
+    (already checked by the wire's schema): PUBLIC first, then LAN, then MAPPED."""
+    public: Candidate = [source[0], source[1], int(CandidateKind.PUBLIC)]
+    lan: list[Candidate] = []
+    mapped: list[Candidate] = []
+    seen = {(source[0], source[1])}
+    for ip, port, kind in reported:
+        if (ip, port) in seen:
+            continue
+        if kind == CandidateKind.LAN and is_local_address(ip):
+            lan.append([ip, port, int(CandidateKind.LAN)])
+        elif kind == CandidateKind.MAPPED and _same_ip(ip, source[0]):
+            mapped.append([ip, port, int(CandidateKind.MAPPED)])
+        else:
+            continue
+        seen.add((ip, port))
+    room = MAX_CANDIDATES - 1
+    # One mapping keeps its place even beside many LAN addresses: behind a NAT that
+    # defeats punching, it is the path that works.
+    keep_mapped = mapped[:1]
+    lan = lan[:room - len(keep_mapped)]
+    mapped = mapped[:room - len(lan)]
+    return [public, *lan, *mapped]

@@ -1,0 +1,195 @@
+"""What each sealed request does, once the boundary (``core.py``) has admitted it.
+
+Every handler gets a request whose fields the wire's schema checked, from a source that
+proved return routability, on a channel that only that peer and this server can read.
+Replies are sealed: to the asker under the request's channel, to the other player under
+the channel it last used. An error is a code only; no value from the network is ever
+formatted into a reply or a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from framework.protocol.hschannel import ServerKeys
+from framework.protocol.wire import SEALED_REPLY_OVERHEAD, ErrorCode, HsKind, encode_hs_body
+
+from .candidates import candidates_of
+from .config import Address, ServerConfig, ServerStats
+from .introductions import Introductions
+from .registry import Registry
+from .relays import Relays
+
+log = logging.getLogger("server")
+
+Reply = tuple[bytes, Address]
+#: Entries in one LIST_REPLY: the bound of the wire's schema for it.
+MAX_LIST_ENTRIES = 64
+
+
+class Requests:
+    """The state (registrations, introductions, relays) and the handlers that change it."""
+
+    def __init__(self, config: ServerConfig, stats: ServerStats, keys: ServerKeys,
+                 random_bytes: Callable[[int], bytes]) -> None:
+        self.config = config
+        self.stats = stats
+        self.keys = keys
+        self.registry = Registry(config, random_bytes)
+        self.intros = Introductions(config, random_bytes(32))
+        self.relays = Relays(config, stats, random_bytes)
+        self._handlers: dict[HsKind, Callable[[int, list[Any], Address, bytes, int, float],
+                                              list[Reply]]] = {
+            HsKind.REGISTER: self._register,
+            HsKind.REFRESH: self._refresh,
+            HsKind.UNREGISTER: self._unregister,
+            HsKind.JOIN: self._join,
+            HsKind.LIST: self._list,
+            HsKind.RELAY_REQUEST: self._relay_request,
+        }
+
+    def handle(self, kind: HsKind, rid: int, fields: list[Any], source: Address,
+               share: bytes, size: int, now: float) -> list[Reply]:
+        """Replies to one request; ``size`` is the request datagram's length."""
+        handler = self._handlers.get(kind)
+        if handler is None:
+            self.stats.dropped += 1  # a reply kind sent to us: nothing to do
+            return []
+        self.stats.by_kind[kind] += 1
+        return handler(rid, fields, source, share, size, now)
+
+    def _seal(self, share: bytes, kind: HsKind, rid: int, fields: list[Any], to: Address
+              ) -> Reply:
+        return self.keys.seal_reply(share, kind, rid, fields), to
+
+    def _error(self, share: bytes, rid: int, code: ErrorCode, to: Address) -> list[Reply]:
+        # Errors go back to the datagram's own source, never to an address it names.
+        self.stats.errors[code] += 1
+        return [self._seal(share, HsKind.HS_ERROR, rid, [int(code)], to)]
+
+    # --- registrations -------------------------------------------------------------
+
+    def _register(self, rid: int, f: list[Any], source: Address, share: bytes, size: int,
+                  now: float) -> list[Reply]:
+        name, reported, password_required, secs, _pad = f
+        result = self.registry.register(name, source, candidates_of(source, reported),
+                                        password_required, secs, share, now)
+        if isinstance(result, ErrorCode):
+            return self._error(share, rid, result, source)
+        reg, new = result
+        if new:
+            self.stats.registrations += 1
+            log.info("registered %r", name)
+        return [self._seal(share, HsKind.REGISTERED, rid,
+                           [reg.token, source[0], source[1], reg.valid], source)]
+
+    def _refresh(self, rid: int, f: list[Any], source: Address, share: bytes, size: int,
+                 now: float) -> list[Reply]:
+        name, token, _pad = f
+        reg = self.registry.owned(name, token, source, now)
+        if reg is None:
+            return self._error(share, rid, ErrorCode.NOT_REGISTERED, source)
+        reg.expires = now + reg.valid
+        reg.share = share  # introductions go to the channel the host uses now
+        return [self._seal(share, HsKind.REFRESHED, rid, [reg.valid], source)]
+
+    def _unregister(self, rid: int, f: list[Any], source: Address, share: bytes, size: int,
+                    now: float) -> list[Reply]:
+        name, token, _pad = f
+        reg = self.registry.owned(name, token, source, now)
+        if reg is None:
+            return []
+        self.registry.drop(reg)
+        log.info("unregistered %r", reg.name)
+        return [self._seal(share, HsKind.UNREGISTERED, rid, [], source)] if rid else []
+
+    # --- joining ----------------------------------------------------------------------
+
+    def _join(self, rid: int, f: list[Any], source: Address, share: bytes, size: int,
+              now: float) -> list[Reply]:
+        server, user, reported, _pad = f
+        reg = self.registry.live(server, now)
+        if reg is None:
+            return self._error(share, rid, ErrorCode.NO_SUCH_SERVER, source)
+        if user == server:
+            return self._error(share, rid, ErrorCode.BAD_NAME, source)
+        result = self.intros.join(server, user, source, candidates_of(source, reported),
+                                  share, now)
+        if isinstance(result, ErrorCode):
+            return self._error(share, rid, result, source)
+        intro, new, tell_host = result
+        if new:
+            self.stats.introductions += 1
+        valid_for = intro.expires - now
+        replies = [self._seal(share, HsKind.INTRODUCE, rid, [
+            server, reg.candidates, reg.password_required, intro.token, valid_for], source)]
+        if tell_host:
+            replies.append(self._seal(reg.share, HsKind.INTRODUCE, 0, [
+                user, intro.candidates, reg.password_required, intro.token, valid_for],
+                reg.public))
+        return replies
+
+    # --- the list -----------------------------------------------------------------------
+
+    def _list(self, rid: int, f: list[Any], source: Address, share: bytes, size: int,
+              now: float) -> list[Reply]:
+        after, _pad = f
+        entries, more = list_page(self.registry, after, rid, size, now)
+        return [self._seal(share, HsKind.LIST_REPLY, rid, [entries, more], source)]
+
+    # --- relays -------------------------------------------------------------------------
+
+    def _relay_request(self, rid: int, f: list[Any], source: Address, share: bytes,
+                       size: int, now: float) -> list[Reply]:
+        server, client, _pad = f
+        if not self.config.relay:
+            return self._error(share, rid, ErrorCode.RELAY_DISABLED, source)
+        reg = self.registry.live(server, now)
+        intro = self.intros.live(server, client, now)
+        if reg is None or intro is None or source not in (reg.public, intro.client):
+            # Only the two players of a live introduction may ask, each from its address.
+            return self._error(share, rid, ErrorCode.NOT_INTRODUCED, source)
+        relay = self.relays.open(reg.public, intro.client, intro.prefix, now)
+        if relay is None:
+            return self._error(share, rid, ErrorCode.TOO_MANY, source)
+        if source == reg.public:
+            mine, other, other_end, other_share = client, server, intro.client, intro.share
+        else:
+            mine, other, other_end, other_share = server, client, reg.public, reg.share
+        return [self._seal(share, HsKind.RELAY_READY, rid, [relay.relay_id, mine], source),
+                self._seal(other_share, HsKind.RELAY_READY, 0, [relay.relay_id, other],
+                           other_end)]
+
+    def expire(self, now: float) -> None:
+        for reg in self.registry.expire(now):
+            self.stats.expired += 1
+            log.info("registration of %r expired", reg.name)
+        self.intros.expire(now)
+        self.relays.expire(now)
+
+
+def list_page(registry: Registry, after: str, rid: int, size: int, now: float
+              ) -> tuple[list[list[Any]], bool]:
+    """Entries of the names after ``after``, as many as fit in a sealed LIST_REPLY of at
+    most ``size`` bytes (64 at most, the schema's bound), and whether more remain."""
+    budget = size - SEALED_REPLY_OVERHEAD
+    entries: list[list[Any]] = []
+    used = len(encode_hs_body(HsKind.LIST_REPLY, rid, [[], True]))
+    for reg in registry.after(after, now):
+        entry = [reg.name, reg.password_required]
+        # 1 byte of msgpack's bool and fixarray header, plus the name as a str; the
+        # entries' array header grows by 2 bytes at 16 entries (fixarray -> array16).
+        cost = 2 + _str_size(reg.name) + (2 if len(entries) == 15 else 0)
+        if len(entries) == MAX_LIST_ENTRIES or used + cost > budget:
+            return entries, True
+        entries.append(entry)
+        used += cost
+    return entries, False
+
+
+def _str_size(text: str) -> int:
+    """Bytes of ``text`` as a msgpack str: its UTF-8 and a 1 to 3 byte header."""
+    n = len(text.encode())
+    return n + (1 if n < 32 else 2 if n < 256 else 3)
