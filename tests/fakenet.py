@@ -13,6 +13,7 @@ from typing import Any
 
 from framework.protocol import events as ev
 from framework.protocol.config import Config
+from framework.protocol.crypto import KeyPair
 from framework.protocol.session import Session
 from framework.protocol.simulator import NetworkSimulator, SimSettings
 from server.core import HandshakeCore, ServerConfig
@@ -34,7 +35,9 @@ class FakeNet:
         self.now = 0.0
         self.sim: NetworkSimulator[tuple[Address, Address]] = NetworkSimulator(
             settings or SimSettings(seed=seed))
-        self.hs = HandshakeCore(server_config, seeded_bytes(seed + 1000))
+        hs_random = seeded_bytes(seed + 1000)
+        self.hs_key = KeyPair.generate(hs_random)
+        self.hs = HandshakeCore(server_config, hs_random, self.hs_key)
         self.hs_up = True
         self.sessions: dict[Address, Session] = {}
         self.events: dict[Address, list[ev.EngineEvent]] = {}

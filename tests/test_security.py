@@ -74,7 +74,7 @@ def test_tampered_and_replayed_data_is_dropped() -> None:
     net = FakeNet()
     host, alice = session_pair(net)
     seen = capture(net, alice, host)
-    net.call(alice, "send", "host", "once", Delivery.UNRELIABLE, 0)
+    alice.send("host", "once", Delivery.UNRELIABLE, 0)
     net.run(0.5)
     assert unreliable(net, host) == ["once"]
     [packet] = [d for d in seen if b"once" in d]
@@ -90,7 +90,7 @@ def test_tampered_and_replayed_data_is_dropped() -> None:
     assert host.blocked_count == blocked + 1  # the duplicates are dropped quietly
     # an old packet replayed after 1024 newer ones is refused outright
     for i in range(1100):
-        net.call(alice, "send", "host", i, Delivery.UNRELIABLE, 0)
+        alice.send("host", i, Delivery.UNRELIABLE, 0)
         net.step()
     net.run(0.5)
     net.take(host)
@@ -104,7 +104,7 @@ def test_a_datagram_reflected_back_to_its_sender_is_refused() -> None:
     net = FakeNet()
     host, alice = session_pair(net)
     seen = capture(net, host, alice)
-    net.call(host, "send", "alice", "to alice", Delivery.UNRELIABLE, 0)
+    host.send("alice", "to alice", Delivery.UNRELIABLE, 0)
     net.run(0.5)
     [packet] = [d for d in seen if b"to alice" in d]
     net.filter = None
@@ -265,7 +265,7 @@ def test_spoofed_quit_cannot_end_a_session_and_real_quit_does() -> None:
     host, alice = session_pair(net)
     seen = capture(net, alice, host)
     for i in range(5):
-        net.call(alice, "send", "host", i, Delivery.RELIABLE_ORDERED, 0)
+        alice.send("host", i, Delivery.RELIABLE_ORDERED, 0)
     net.run(0.5)
     net.filter = None
     # replaying any captured packet of alice's cannot end her session either

@@ -57,7 +57,7 @@ def test_registration_confirms_the_server_player() -> None:
     assert host.get_server_address() == net.addr(host)  # public address as the server saw it
     assert host.get_peers() == []
     reg = net.hs.registrations["host"]
-    assert reg.lan == LAN and reg.public == net.addr(host)
+    assert reg.public == net.addr(host)
 
 
 def test_join_with_the_right_password() -> None:
@@ -89,9 +89,11 @@ def test_wrong_password_is_refused_and_others_are_unaffected() -> None:
     assert "wrong password" in err.message
     assert net.take(mallory, ev.SessionTerminated)[0].reason == "wrong password"
     assert not mallory.is_connected() and mallory.i_am_server() is None
+    # mallory's AUTH (with keys from the wrong password) tells the host at once
+    assert net.run(1, lambda: net.has(host, ev.PeerConnectionFailed))
     assert [e.peer_name for e in net.take(host, ev.PeerConnectionFailed)] == ["mallory"]
     assert host.get_peers() == ["alice"]
-    net.call(alice, "send", "host", "still here", Delivery.RELIABLE_ORDERED, 0)
+    alice.send("host", "still here", Delivery.RELIABLE_ORDERED, 0)
     assert net.run(2, lambda: net.has(host, ev.ReceivedReliableMessageFromPeer))
 
 
@@ -118,7 +120,7 @@ def test_no_such_server() -> None:
     carol = net.add()
     net.call(carol, "init_client", HS, LAN, "carol", "ghost", None)
     assert net.run(5, lambda: net.has(carol, ev.SessionTerminated))
-    assert "no server named 'ghost'" in net.take(carol, ev.Error)[0].message
+    assert "no game of that name" in net.take(carol, ev.Error)[0].message
 
 
 def test_unreachable_handshake_server_expires_after_the_attempts() -> None:
@@ -158,7 +160,7 @@ def test_refresh_keeps_the_registration_and_silence_expires_it() -> None:
 def test_handshake_server_restart_leads_to_registering_again() -> None:
     net = FakeNet()
     host = start_host(net, config=Config(secs_between_reg_refresh=2))
-    net.hs = HandshakeCore(None, seeded_bytes(99))  # forgot everything
+    net.hs = HandshakeCore(None, seeded_bytes(99), net.hs_key)  # same key, nothing else
     net.run(5)
     assert "host" in net.hs.registrations
     assert host.is_connected()
@@ -173,10 +175,10 @@ def test_reliable_and_unreliable_messages_over_a_bad_link() -> None:
     alice = join(net, host, "alice", config=patient)
     assert net.run(20, lambda: connected(net, alice))
     net.take(host)
-    ids = [net.call(alice, "send", "host", i, Delivery.RELIABLE_ORDERED, 0) for i in range(200)]
+    ids = [alice.send("host", i, Delivery.RELIABLE_ORDERED, 0) for i in range(200)]
     assert ids == list(range(1, 201))
     for i in range(100):
-        net.call(alice, "send", "host", -i, Delivery.UNRELIABLE, 1)
+        alice.send("host", -i, Delivery.UNRELIABLE, 1)
     got: list[object] = []
     unreliable: list[object] = []
 
@@ -271,7 +273,7 @@ def test_dropping_the_handshake_server_keeps_the_session() -> None:
     assert "host" not in net.hs.registrations
     net.hs_up = False
     net.run(10)
-    net.call(alice, "send", "host", "p2p", Delivery.RELIABLE_ORDERED, 0)
+    alice.send("host", "p2p", Delivery.RELIABLE_ORDERED, 0)
     assert net.run(1, lambda: net.has(host, ev.ReceivedReliableMessageFromPeer))
     assert not net.has(host, ev.Error) and not net.has(host, ev.SessionTerminated)
 
@@ -285,7 +287,7 @@ def test_client_to_client_through_the_server_player() -> None:
     assert sorted(alice.get_peers()) == ["bob", "host"]
     assert alice.get_peer("bob") is not None
     for i in range(20):
-        net.call(alice, "send", "bob", {"n": i}, Delivery.RELIABLE_ORDERED, 2)
+        alice.send("bob", {"n": i}, Delivery.RELIABLE_ORDERED, 2)
     assert net.run(10, lambda: len(net.events[net.addr(bob)]) >= 20 + 0)
     got = net.take(bob, ev.ReceivedReliableMessageFromPeer)
     assert [e.packet_data["message"]["n"] for e in got] == list(range(20))
@@ -307,13 +309,13 @@ def test_reliable_timeout_names_exactly_the_expired_message() -> None:
         return not (blackout[0] and src == net.addr(alice) and dst == net.addr(host))
 
     net.filter = link
-    lost_id = net.call(alice, "send", "host", "lost", Delivery.RELIABLE_ORDERED, 0)
+    lost_id = alice.send("host", "lost", Delivery.RELIABLE_ORDERED, 0)
     assert net.run(8, lambda: net.has(alice, ev.ReliableMessageTimeout))
     blackout[0] = False
     [timeout] = net.take(alice, ev.ReliableMessageTimeout)
     assert timeout.packet_data == {"from": "alice", "to": "host", "message": "lost",
                                    "message_id": lost_id}
-    net.call(alice, "send", "host", "after", Delivery.RELIABLE_ORDERED, 0)
+    alice.send("host", "after", Delivery.RELIABLE_ORDERED, 0)
     assert net.run(3, lambda: net.has(host, ev.ReceivedReliableMessageFromPeer))
     assert user_messages(net, host) == ["after"]  # the channel moved past the expired one
     net.run(3)
@@ -338,7 +340,7 @@ def test_api_misuse_raises_at_the_call() -> None:
     net = FakeNet()
     s = net.add()
     with pytest.raises(NotConnected):
-        s.send("x", 1, Delivery.RELIABLE_ORDERED, 0, 0.0)
+        s.send("x", 1, Delivery.RELIABLE_ORDERED, 0)
     with pytest.raises(ValueError):
         s.init_server(HS, LAN, "_HANDSHAKE_SERVER", None, 0.0)
     with pytest.raises(ValueError):
@@ -351,11 +353,11 @@ def test_api_misuse_raises_at_the_call() -> None:
     alice = join(net, host, "alice")
     assert net.run(10, lambda: connected(net, alice))
     with pytest.raises(TypeError):
-        alice.send("host", object(), Delivery.RELIABLE_ORDERED, 0, net.now)
+        alice.send("host", object(), Delivery.RELIABLE_ORDERED, 0)
     with pytest.raises(ValueError):
-        alice.send("host", 1, Delivery.RELIABLE_ORDERED, 99, net.now)
+        alice.send("host", 1, Delivery.RELIABLE_ORDERED, 99)
     with pytest.raises(NotConnected):
-        alice.send("nobody", 1, Delivery.RELIABLE_ORDERED, 0, net.now)
+        alice.send("nobody", 1, Delivery.RELIABLE_ORDERED, 0)
 
 
 def test_junk_datagrams_are_blocked_and_change_nothing() -> None:
@@ -367,7 +369,7 @@ def test_junk_datagrams_are_blocked_and_change_nothing() -> None:
     captured: list[bytes] = []
     net.filter = lambda data, src, dst: captured.append(data) or True
     for i in range(50):
-        net.call(alice, "send", "host", i, Delivery.RELIABLE_ORDERED, 0)
+        alice.send("host", i, Delivery.RELIABLE_ORDERED, 0)
     net.run(1)
     net.take(host)
     stranger = ("192.0.2.66", 666)
@@ -388,7 +390,7 @@ def test_junk_datagrams_are_blocked_and_change_nothing() -> None:
     assert host.is_connected() and alice.is_connected()
     assert host.get_peers() == ["alice"]
     for i in range(50, 60):
-        net.call(alice, "send", "host", i, Delivery.RELIABLE_ORDERED, 0)
+        alice.send("host", i, Delivery.RELIABLE_ORDERED, 0)
     got: list[object] = []
     assert net.run(5, lambda: got.extend(user_messages(net, host)) or (50 + len(got) >= 60
                                                                      and 59 in got))
@@ -422,8 +424,8 @@ def test_relay_when_punching_fails_then_direct_when_a_path_opens() -> None:
     assert alice.get_peer("host") == {"name": "host", "address": net.addr(host)}
     assert len(net.hs.relays) == 1
     for i in range(30):
-        net.call(alice, "send", "host", i, Delivery.RELIABLE_ORDERED, 0)
-        net.call(host, "send", "alice", -i, Delivery.RELIABLE_ORDERED, 0)
+        alice.send("host", i, Delivery.RELIABLE_ORDERED, 0)
+        host.send("alice", -i, Delivery.RELIABLE_ORDERED, 0)
     assert net.run(3, lambda: len(net.events[net.addr(host)]) >= 30)
     assert user_messages(net, host) == list(range(30))
     assert net.hs.stats.relayed_packets >= 4  # handshake and batched data, all relayed
@@ -431,7 +433,7 @@ def test_relay_when_punching_fails_then_direct_when_a_path_opens() -> None:
     assert net.run(12, lambda: net.has(alice, ev.PathChanged) and net.has(host, ev.PathChanged))
     assert conn.stats(net.now).path == "direct"
     relayed = net.hs.stats.relayed_packets
-    net.call(alice, "send", "host", "direct now", Delivery.RELIABLE_ORDERED, 0)
+    alice.send("host", "direct now", Delivery.RELIABLE_ORDERED, 0)
     assert net.run(2, lambda: "direct now" in user_messages(net, host))
     net.run(1)
     assert net.hs.stats.relayed_packets == relayed  # nothing goes through the server now
@@ -458,7 +460,7 @@ def test_a_message_to_a_client_who_just_left_times_out_for_its_sender() -> None:
     net.take(alice)
     net.call(bob, "quit_connection")
     t0 = net.now
-    mid = net.call(alice, "send", "bob", "too late", Delivery.RELIABLE_ORDERED, 0)
+    mid = alice.send("bob", "too late", Delivery.RELIABLE_ORDERED, 0)
     assert net.run(3, lambda: net.has(alice, ev.ReliableMessageTimeout))
     [timeout] = net.take(alice, ev.ReliableMessageTimeout)
     # the server player could not pass it on and said so: a true timeout, for that message
@@ -477,7 +479,7 @@ def test_next_timer_says_when_the_core_has_work() -> None:
     idle = alice.next_timer(net.now)
     # quiet: nothing before the next peer check (15 s after the last datagram)
     assert idle is not None and net.now < idle <= net.now + 15.0
-    alice.send("host", "x", Delivery.RELIABLE_ORDERED, 0, net.now)
+    alice.send("host", "x", Delivery.RELIABLE_ORDERED, 0)
     assert alice.next_timer(net.now) == net.now  # a message waits to go out
     alice.handle_timer(net.now)
     due = alice.next_timer(net.now)

@@ -396,7 +396,10 @@ class Handshakes:
         keys = session_keys(dh, pake_key, remote.token, transcript)
         if not verify_mac(keys.server_confirm, confirm):
             # Authentic (the introduction key checked out) but other keys: the passwords
-            # differ. Told as such, never as "could not connect".
+            # differ. Told as such, never as "could not connect". Our AUTH still goes, so
+            # that the server player frees our place at once.
+            self._ctx.send_on(encode_control(Kind.AUTH, [keys.client_confirm], AUTH_SIZE),
+                              route)
             session.fail(f"wrong password for {remote.name!r}", reason="wrong password")
             return
         hs.keys = keys
