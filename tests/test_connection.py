@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import msgpack
 import pytest
 
 from framework.protocol.channels import ReassemblyBudget
@@ -13,12 +12,30 @@ from framework.protocol.constants import FRAGMENT_SIZE
 from framework.protocol.constants import SYSTEM_CHANNEL as SYSTEM
 from framework.protocol.delivery import Delivery
 from framework.protocol.errors import MessageTooLarge, ProtocolError
+from framework.protocol.protection import PacketProtection
 from framework.protocol.records import Delivered
 from framework.protocol.simulator import NetworkSimulator, SimSettings
 from framework.protocol.values import encode_value
-from framework.protocol.wire import DATA_HEADER, Kind, header
+from framework.protocol.wire import data_plaintext, fragment_item, reliable_item
+from tests.fakenet import seeded_bytes
 
 FRAME = 1 / 60
+_RANDOM = seeded_bytes(42)
+
+
+def pair(config: ConnectionConfig | None = None, budget: ReassemblyBudget | None = None
+         ) -> tuple[Connection, Connection]:
+    """Two connections keyed for each other."""
+    cfg = config or ConnectionConfig()
+    pa, pb = PacketProtection.pair(_RANDOM)
+    return Connection(cfg, 0.0, pa, budget), Connection(cfg, 0.0, pb, budget)
+
+
+def victim(config: ConnectionConfig, budget: ReassemblyBudget | None = None
+           ) -> tuple[Connection, PacketProtection]:
+    """A connection, and the keys of its peer (to seal any plaintext at it)."""
+    mine, theirs = PacketProtection.pair(_RANDOM)
+    return Connection(config, 0.0, mine, budget), theirs
 
 
 class Link:
@@ -30,8 +47,7 @@ class Link:
         self.cfg = config or ConnectionConfig(attempts_before_expiration=10_000,
                                               secs_between_peer_checks=1e6)
         self.now = 0.0
-        self.a = Connection(self.cfg, 0.0)
-        self.b = Connection(self.cfg, 0.0)
+        self.a, self.b = pair(self.cfg)
         self.ab: NetworkSimulator[str] = NetworkSimulator(
             SimSettings(loss, latency, jitter, duplicate, reorder, seed))
         self.ba: NetworkSimulator[str] = NetworkSimulator(
@@ -127,29 +143,22 @@ def test_unordered_fragments_reassemble() -> None:
     assert sorted(map(repr, link.values_at_b())) == sorted([repr(big), repr("small")])
 
 
-def _fragment_packet(seq: int, items: list[list[object]]) -> bytes:
-    body = msgpack.packb(items)
-    return DATA_HEADER.pack(*_prefix(), seq, 0xFFFF, 0) + body
-
-
-def _prefix() -> tuple[bytes, int, int]:
-    h = header(Kind.DATA)
-    return h[:2], h[2], h[3]
+def _packet(peer: PacketProtection, items: list[list[object]]) -> bytes:
+    return peer.seal(data_plaintext(0xFFFF, 0, items))
 
 
 def test_reassembly_caps_hold_against_a_peer_that_never_finishes() -> None:
     budget = ReassemblyBudget(limit=3 * FRAGMENT_SIZE * 8)
     cfg = ConnectionConfig(reassembly_limit_per_peer=2 * FRAGMENT_SIZE * 8)
-    victims = [Connection(cfg, 0.0, budget) for _ in range(3)]
-    flags = Delivery.RELIABLE_ORDERED | 0x04
+    victims = [victim(cfg, budget) for _ in range(3)]
     chunk = b"z" * FRAGMENT_SIZE
     accepted = [0, 0, 0]
-    for v, victim in enumerate(victims):
+    for v, (conn, peer) in enumerate(victims):
         for p in range(40):
             # fragments 1.. of a message whose fragment 0 never comes
-            items = [[flags, 1 + p, 1, 1 + p, 900, chunk]]
+            items = [fragment_item(Delivery.RELIABLE_ORDERED, 0, 1 + p, 1, 1 + p, 900, chunk)]
             try:
-                victim.receive(_fragment_packet(p, items), 0.0)
+                conn.receive(_packet(peer, items), 0.0)
                 accepted[v] += 1
             except ProtocolError:
                 pass
@@ -157,18 +166,19 @@ def test_reassembly_caps_hold_against_a_peer_that_never_finishes() -> None:
     # the first peer is stopped by its own cap, the second by the total cap
     assert accepted == [per_peer, budget.limit // FRAGMENT_SIZE - per_peer, 0]
     assert budget.used <= budget.limit
-    for victim in victims:
-        victim.close()
+    for conn, _ in victims:
+        conn.close()
     assert budget.used == 0
 
 
 def test_fragment_numbering_beyond_the_size_limit_is_rejected() -> None:
-    conn = Connection(ConnectionConfig(max_message_size=10 * FRAGMENT_SIZE), 0.0)
-    flags = Delivery.RELIABLE_ORDERED | 0x04
+    conn, peer = victim(ConnectionConfig(max_message_size=10 * FRAGMENT_SIZE))
     with pytest.raises(ProtocolError):
-        conn.receive(_fragment_packet(0, [[flags, 0, 1, 0, 5000, b"a"]]), 0.0)
+        conn.receive(_packet(peer, [fragment_item(Delivery.RELIABLE_ORDERED, 0, 0, 1, 0, 5000,
+                                                  b"a")]), 0.0)
     with pytest.raises(ProtocolError):  # beyond the receive window
-        conn.receive(_fragment_packet(1, [[Delivery.RELIABLE_ORDERED, 5000, 1, "x"]]), 0.0)
+        conn.receive(_packet(peer, [reliable_item(Delivery.RELIABLE_ORDERED, 0, 5000, 1, "x")]),
+                     0.0)
 
 
 def test_a_stalled_channel_never_holds_back_another() -> None:
@@ -186,8 +196,7 @@ def test_a_stalled_channel_never_holds_back_another() -> None:
 
 
 def test_unreliable_sequenced_drops_stale_messages() -> None:
-    a = Connection(ConnectionConfig(), 0.0)
-    b = Connection(ConnectionConfig(), 0.0)
+    a, b = pair()
     datagrams = []
     for i in range(4):
         send(a, f"s{i}", Delivery.UNRELIABLE_SEQUENCED, channel=2)
@@ -260,7 +269,7 @@ def test_loss_statistic_tracks_the_link() -> None:
 
 
 def test_send_errors_are_raised_at_the_call() -> None:
-    conn = Connection(ConnectionConfig(max_message_size=5000), 0.0)
+    conn, _ = victim(ConnectionConfig(max_message_size=5000))
     with pytest.raises(MessageTooLarge):
         conn.send(Delivery.UNRELIABLE, 0, encode_value(b"x" * 2000))
     with pytest.raises(MessageTooLarge):

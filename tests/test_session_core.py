@@ -12,7 +12,7 @@ from framework.protocol.delivery import Delivery
 from framework.protocol.errors import NotConnected
 from framework.protocol.session import Session
 from framework.protocol.simulator import SimSettings
-from framework.protocol.wire import Kind, peek_kind
+from framework.protocol.wire import Kind, header, peek_kind
 from server.core import HandshakeCore, ServerConfig
 from tests.fakenet import HS, FakeNet, seeded_bytes
 
@@ -407,7 +407,7 @@ def test_blocked_events_are_rate_limited() -> None:
         s.receive_datagram(b"junk", ("192.0.2.1", 1), 0.5)
     assert s.blocked_count == 500
     assert len([e for e in s.events() if isinstance(e, ev.PacketBlocked)]) == 20
-    assert peek_kind(b"P2\x01\x27") is Kind.DATA
+    assert peek_kind(header(Kind.DATA)) is Kind.DATA
 
 
 def test_relay_when_punching_fails_then_direct_when_a_path_opens() -> None:

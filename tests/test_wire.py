@@ -13,72 +13,108 @@ from hypothesis import strategies as st
 
 from framework.protocol.connection import Connection, ConnectionConfig
 from framework.protocol.constants import MAX_DATAGRAM
+from framework.protocol.crypto import KeyPair
 from framework.protocol.errors import ProtocolError
-from framework.protocol.requests import encode_request
-from framework.protocol.values import decode_value, encode_value
+from framework.protocol.hschannel import ServerChannel, ServerKeys
+from framework.protocol.protection import PacketProtection
+from framework.protocol.values import check_depth, decode_value, encode_value
 from framework.protocol.wire import (
-    COOKIE_KINDS,
-    LIST_REQUEST,
-    MIN_REQUEST,
+    HS_SCHEMAS,
+    LIST_REQUEST_SIZE,
+    REQUEST_SIZE,
+    REQUESTS,
     SCHEMAS,
+    HsKind,
     Kind,
     decode_control,
+    decode_hs_body,
     encode_control,
+    encode_hs_body,
     peek_kind,
 )
+from tests.fakenet import seeded_bytes
 
+PUBLIC = ["203.0.113.5", 40000, 0]
+LAN = ["192.168.1.2", 5000, 1]
 SAMPLES: dict[Kind, list[Any]] = {
-    Kind.REGISTER: [1, "host", "192.168.1.2", 5000, True, 60.0, b"c" * 16, b""],
-    Kind.REGISTERED: [1, b"t" * 16, "203.0.113.5", 40000, 60.0],
-    Kind.REFRESH: [2, "host", b"t" * 16, b"\x00" * 100],
-    Kind.REFRESHED: [2, 60],
-    Kind.UNREGISTER: [3, "host", b"t" * 16, b""],
-    Kind.UNREGISTERED: [3],
-    Kind.JOIN: [4, "host", "alice", "10.0.0.2", 4000, b"", b""],
-    Kind.INTRODUCE: [4, "host", "203.0.113.5", 1, "10.0.0.1", 2, False, b"n" * 16],
-    Kind.LIST: [5, 0, b""],
-    Kind.LIST_REPLY: [5, 0, 1, [["host", True], ["b", False]]],
-    Kind.HS_ERROR: [6, 3, "no server named 'x'"],
-    Kind.RELAY_REQUEST: [7, "host", "alice", b"", b""],
-    Kind.COOKIE: [7, b"k" * 16],
-    Kind.RELAY_READY: [7, b"r" * 8, "alice"],
-    Kind.PUNCH: ["alice", "host", b"p" * 8],
-    Kind.PUNCH_ACK: ["host", "alice", b"p" * 8],
-    Kind.HELLO: ["alice", "host", b"c" * 16, b"m" * 16],
-    Kind.CHALLENGE: [b"s" * 16, True, b"m" * 16],
-    Kind.AUTH: [b"a" * 32],
-    Kind.WELCOME: [b"w" * 32],
-    Kind.REJECT: [8, "wrong password", b"m" * 16],
+    Kind.PUNCH: ["alice", "host", b"p" * 8, b"m" * 16],
+    Kind.PUNCH_ACK: ["host", "alice", b"p" * 8, b"m" * 16],
+    Kind.HELLO: ["alice", "host", b"c" * 32, b"A" * 33, b"m" * 16, b""],
+    Kind.CHALLENGE: [b"s" * 32, b"B" * 33, True, b"c" * 16, b"m" * 16],
+    Kind.AUTH: [b"a" * 16, b""],
+    Kind.WELCOME: [b"w" * 16],
+    Kind.REJECT: [8, 0, b"m" * 16],
+}
+HS_SAMPLES: dict[HsKind, list[Any]] = {
+    HsKind.REGISTER: ["host", [LAN], True, 60.0, b""],
+    HsKind.REGISTERED: [b"t" * 16, "203.0.113.5", 40000, 60.0],
+    HsKind.REFRESH: ["host", b"t" * 16, b""],
+    HsKind.REFRESHED: [60],
+    HsKind.UNREGISTER: ["host", b"t" * 16, b""],
+    HsKind.UNREGISTERED: [],
+    HsKind.JOIN: ["host", "alice", [LAN], b""],
+    HsKind.INTRODUCE: ["host", [PUBLIC, LAN], False, b"j" * 32, 30.0],
+    HsKind.LIST: ["", b""],
+    HsKind.LIST_REPLY: [[["host", True], ["b", False]], False],
+    HsKind.HS_ERROR: [3],
+    HsKind.RELAY_REQUEST: ["host", "alice", b""],
+    HsKind.RELAY_READY: [b"r" * 8, "alice"],
 }
 
 
-def test_every_control_kind_round_trips() -> None:
+def test_every_peer_kind_round_trips() -> None:
     assert set(SAMPLES) == set(SCHEMAS)
     for kind, fields in SAMPLES.items():
         data = encode_control(kind, fields)
-        assert data[:2] == b"P2" and data[2] == 1 and data[3] == kind
+        assert data[:2] == b"P2" and data[2] == 2 and data[3] == kind
         assert len(data) <= MAX_DATAGRAM
         assert peek_kind(data) is kind
         assert decode_control(kind, data) == fields
 
 
-def test_requests_are_padded_so_answers_never_amplify() -> None:
-    for kind in (Kind.REGISTER, Kind.REFRESH, Kind.UNREGISTER, Kind.JOIN, Kind.RELAY_REQUEST):
-        data = encode_request(kind, 1, SAMPLES[kind][1:-2 if kind in COOKIE_KINDS else -1])
-        assert len(data) == MIN_REQUEST
-    assert len(encode_request(Kind.LIST, 1, [0])) == LIST_REQUEST
-    assert len(encode_request(Kind.JOIN, 1, SAMPLES[Kind.JOIN][1:-2], b"c" * 16)) == MIN_REQUEST
+def test_every_sealed_kind_round_trips() -> None:
+    assert set(HS_SAMPLES) == set(HS_SCHEMAS)
+    for kind, fields in HS_SAMPLES.items():
+        assert decode_hs_body(encode_hs_body(kind, 7, fields)) == (kind, 7, fields)
 
 
-def test_compact() -> None:
-    # before padding, a REGISTER (with its cookie) is a few dozen bytes, not the
-    # original's long JSON object
-    assert len(encode_control(Kind.REGISTER, SAMPLES[Kind.REGISTER])) < 64
+def _channel() -> tuple[ServerChannel, ServerKeys]:
+    rnd = seeded_bytes(3)
+    keys = ServerKeys(KeyPair.generate(rnd), rnd)
+    peer = ServerChannel(rnd)
+    peer.learn(b"c" * 16, keys.static.public)
+    return peer, keys
+
+
+def test_sealed_requests_are_padded_so_answers_never_amplify() -> None:
+    peer, keys = _channel()
+    for kind in REQUESTS:
+        fields = HS_SAMPLES[kind][:-1]
+        data = peer.seal(kind, 1, fields, REQUEST_SIZE if kind is not HsKind.LIST
+                         else LIST_REQUEST_SIZE)
+        assert len(data) == (LIST_REQUEST_SIZE if kind is HsKind.LIST else REQUEST_SIZE)
+        got_kind, rid, got, share = keys.decrypt_request(data)
+        assert (got_kind, rid, got[:-1], share) == (kind, 1, fields, peer.share)
+    # the largest answer, an introduction with four addresses and 32 wide characters,
+    # still fits in what a request is padded to
+    intro = [chr(0x4E00) * 32, [["2001:db8::1234:5678:9abc:def0", 65535, 0]] * 4, True,
+             b"j" * 32, 30.0]
+    reply = keys.seal_reply(peer.share, HsKind.INTRODUCE, 0xFFFFFFFF, intro)
+    assert len(reply) <= REQUEST_SIZE
+    assert peer.open(reply) == (HsKind.INTRODUCE, 0xFFFFFFFF, intro)
+
+
+def test_a_reply_sealed_under_another_key_does_not_open() -> None:
+    peer, _ = _channel()
+    other = ServerKeys(KeyPair.generate(seeded_bytes(4)), seeded_bytes(5))
+    forged = other.seal_reply(peer.share, HsKind.INTRODUCE, 0, HS_SAMPLES[HsKind.INTRODUCE])
+    with pytest.raises(ProtocolError):
+        peer.open(forged)
 
 
 @pytest.mark.parametrize("data", [
-    b"", b"P", b"P2\x01", b"XX\x01\x01\x90", b"P2\x02\x01\x90", b"P2\x01\xff\x90",
-    b"P2\x01\x01", b"P2\x01\x01\xc1", b"P2\x01\x01" + b"\x00" * 1300,
+    b"", b"P", b"P2\x02", b"XX\x02\x22\x90", b"P2\x01\x22\x90", b"P2\x02\xff\x90",
+    b"P2\x02\x22", b"P2\x02\x22\xc1", b"P2\x02\x22" + b"\x00" * 1300,
 ])
 def test_bad_headers_and_bodies_are_rejected(data: bytes) -> None:
     with pytest.raises(ProtocolError):
@@ -95,16 +131,31 @@ def test_wrong_types_and_lengths_are_rejected(kind: Kind) -> None:
         replaced[i] = {"x": 1} if not isinstance(v, dict) else 1
         bad.append(replaced)
     for b in bad:
-        data = b"P2\x01" + bytes([kind]) + msgpack.packb(b)
+        data = encode_control(kind, b)
         with pytest.raises(ProtocolError):
             decode_control(kind, data)
 
 
-def test_names_are_checked() -> None:
-    for name in ["", "x" * 33, "tab\there", "\x00"]:
-        data = b"P2\x01" + bytes([Kind.JOIN]) + msgpack.packb([1, name, "a", "h", 1, b"", b""])
+def test_names_and_addresses_are_checked() -> None:
+    for name in ["", "x" * 33, "tab\there", "\x00", "arena\u3164", "\u0430rena", " x"]:
         with pytest.raises(ProtocolError):
-            decode_control(Kind.JOIN, data)
+            decode_hs_body(encode_hs_body(HsKind.JOIN, 1, [name, "alice", [], b""]))
+    for host in ["example.com", "localhost", "1.2.3", "", "1.2.3.4 "]:
+        with pytest.raises(ProtocolError):  # literal IPs only: nothing on the wire is looked up
+            decode_hs_body(encode_hs_body(HsKind.JOIN, 1, ["host", "alice", [[host, 1, 1]],
+                                                         b""]))
+
+
+def test_deep_nesting_is_refused() -> None:
+    deep: Any = None
+    for _ in range(1000):
+        deep = [deep]
+    with pytest.raises(ProtocolError):
+        decode_value(msgpack.packb(deep))
+    shallow: Any = 1
+    for _ in range(31):
+        shallow = [shallow]
+    check_depth(shallow)
 
 
 values = st.recursive(
@@ -150,13 +201,16 @@ def test_numpy_extension_is_checked_on_decode() -> None:
         decode_value(msgpack.packb(msgpack.ExtType(9, b"")))
 
 
+_PROTECTION = PacketProtection.pair(seeded_bytes(9))[0]
+
+
 @given(st.binary(max_size=1400))
 @settings(max_examples=1000, deadline=None)
 def test_no_input_raises_past_the_boundary(data: bytes) -> None:
     try:
         kind = peek_kind(data)
         if kind is Kind.DATA:
-            Connection(ConnectionConfig(), 0.0).receive(data, 0.0)
+            Connection(ConnectionConfig(), 0.0, _PROTECTION).receive(data, 0.0)
         else:
             decode_control(kind, data)
     except ProtocolError:

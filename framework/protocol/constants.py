@@ -8,7 +8,7 @@ from __future__ import annotations
 #: Two bytes that open every datagram of this protocol ("P2" for pygame p2p).
 PROTOCOL_ID = b"P2"
 #: Bumped whenever the wire format changes incompatibly; peers of other versions are ignored.
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 #: No datagram is ever larger than this. 1200 bytes fits any path MTU seen on the
 #: internet today without IP fragmentation (the same figure QUIC uses, RFC 9000 14.1).

@@ -27,6 +27,7 @@ import msgpack
 
 from .constants import MAX_DATAGRAM, PROTOCOL_ID, PROTOCOL_VERSION
 from .crypto import AEAD_NONCE_SIZE, AEAD_TAG_SIZE, MAC_SIZE, PAKE_MESSAGE_SIZE, PUBLIC_KEY_SIZE
+from .delivery import CHANNEL_SHIFT, FLAG_CANCEL, FLAG_FRAGMENT
 from .errors import ProtocolError
 from .names import is_valid_name
 
@@ -323,6 +324,30 @@ DATA_PREFIX_SIZE = HEADER_SIZE + 2
 #: At the start of a DATA plaintext: the newest packet number received from the other
 #: side (low 16 bits) and a 32-bit field acknowledging the 32 before it.
 ACKS = struct.Struct("!HI")
+
+
+def message_flags(mode: int, channel: int, fragment: bool = False,
+                  cancelled: bool = False) -> int:
+    """A message item's first element: mode in bits 0-1, fragment bit 2, cancelled bit 3,
+    channel in bits 4-7."""
+    return mode | (FLAG_FRAGMENT if fragment else 0) | (FLAG_CANCEL if cancelled else 0) \
+        | channel << CHANNEL_SHIFT
+
+
+def fragment_item(mode: int, channel: int, seq: int, message_id: int, index: int,
+                  count: int, chunk: bytes) -> list[Any]:
+    """A piece of a reliable message too large for one datagram."""
+    return [message_flags(mode, channel, fragment=True), seq, message_id, index, count, chunk]
+
+
+def reliable_item(mode: int, channel: int, seq: int, message_id: int, value: Any
+                  ) -> list[Any]:
+    return [message_flags(mode, channel), seq, message_id, value]
+
+
+def data_plaintext(ack: int, ack_bits: int, items: list[Any]) -> bytes:
+    """What a DATA datagram encrypts: the acks, then the array of message items."""
+    return ACKS.pack(ack, ack_bits) + _pack(items)
 
 
 def data_prefix(number: int) -> bytes:
