@@ -11,8 +11,17 @@ import pygame
 import pytest
 
 from framework import HS_SERVER_NAME, Config, Delivery, NotConnected, Peer, events
-from framework.protocol.requests import encode_request
-from framework.protocol.wire import Kind, encode_control
+from framework.protocol.crypto import KeyPair
+from framework.protocol.hschannel import ServerChannel
+from framework.protocol.wire import (
+    HELLO_SIZE,
+    REQUEST_SIZE,
+    HsKind,
+    Kind,
+    data_prefix,
+    encode_control,
+    encode_cookie_request,
+)
 from server import HandshakeServer
 from tests.helpers import Recorder, server_process
 
@@ -41,8 +50,9 @@ def test_every_method_and_event_against_a_server_process() -> None:
         assert rec.run(lambda: rec.has(host, events.CONFIRMED_AS_SERVER))
         assert rec.of(host, events.CONFIRMED_AS_SERVER)[0].handshake_address == hs_addr
         assert rec.has(host, events.PACKET_SENT) and rec.has(host, events.PACKET_RECEIVED)
-        sent = rec.of(host, events.PACKET_SENT)[0].packet_data
-        assert sent["kind"] == "REGISTER" and sent["address"] == hs_addr
+        first, second = (e.packet_data for e in rec.of(host, events.PACKET_SENT)[:2])
+        assert first["kind"] == "COOKIE_REQUEST" and first["address"] == hs_addr
+        assert second["kind"] == "SEALED_REQUEST"  # the registration, encrypted
         assert host.get_server_address() == host.local_address
 
         alice.request_server_list(hs_addr)
@@ -133,6 +143,7 @@ def test_wrong_password_reaches_error_and_connection_failed(hs: HandshakeServer)
     bad.init_client(hs.address, LOCAL, "bad", "locked", password="wrong")
     assert rec.run(lambda: rec.has(bad, events.SESSION_TERMINATED))
     assert "wrong password" in rec.of(bad, events.ERROR)[0].message
+    assert rec.run(lambda: rec.has(host, events.PEER_CONNECTION_FAILED))
     assert [e.peer_name for e in rec.of(host, events.PEER_CONNECTION_FAILED)] == ["bad"]
     assert host.get_peers() == ["good"] and good.is_connected()
     for p in (host, good, bad):
@@ -233,16 +244,19 @@ def test_ten_thousand_hostile_datagrams_change_nothing() -> None:
         rng = random.Random(2024)
         attacker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         attacker.bind(("127.0.0.1", 0))
-        # real datagrams to mutate: the kinds of packets the protocol sends
+        # datagrams to mutate: the kinds of packets the protocol sends
+        channel = ServerChannel(random.Random(7).randbytes)
+        channel.learn(bytes(16), KeyPair.generate(random.Random(8).randbytes).public)
         captured = [
-            encode_request(Kind.REGISTER, 1, ["evil", "10.0.0.1", 1, False, 60.0]),
-            encode_request(Kind.JOIN, 2, ["target", "evil", "10.0.0.1", 1]),
-            encode_request(Kind.LIST, 3, [0]),
-            encode_request(Kind.REFRESH, 4, ["target", bytes(16)]),
-            encode_request(Kind.UNREGISTER, 5, ["target", bytes(16)]),
-            encode_control(Kind.HELLO, ["evil", "target", bytes(16), bytes(16)]),
-            encode_control(Kind.REJECT, [8, "wrong password", bytes(16)]),
-            b"P2\x01\x27" + bytes(8) + b"\x91\x94\x03\x00\x01\xa1x",
+            encode_cookie_request(1),
+            channel.seal(HsKind.REGISTER, 1, ["evil", [], False, 60.0], REQUEST_SIZE),
+            channel.seal(HsKind.JOIN, 2, ["target", "evil", [], ], REQUEST_SIZE),
+            channel.seal(HsKind.LIST, 3, [""], REQUEST_SIZE),
+            channel.seal(HsKind.REFRESH, 4, ["target", bytes(16)], REQUEST_SIZE),
+            encode_control(Kind.HELLO, ["evil", "target", bytes(32), b"", bytes(16)],
+                           HELLO_SIZE),
+            encode_control(Kind.REJECT, [8, 0, bytes(16)]),
+            data_prefix(3) + bytes(40),
         ]
         rec.clear()
         for n in range(10_000):
