@@ -65,7 +65,7 @@ def explain_error(message: str, request: ConnectRequest) -> str:
         return f"'{server}' needs a password."
     if "password" in low:
         return f"Wrong password for '{server}'."
-    if any(k in low for k in ("no server", "not found", "no such", "unknown server", "not exist")):
+    if any(k in low for k in ("no server", "no game", "not found", "no such", "not exist")):
         return f"No game called '{server}' is registered at {hs}."
     if any(k in low for k in ("taken", "in use", "already")):
         return f"The name '{request.user_name}' is already taken at {hs}: {message}"
