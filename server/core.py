@@ -18,6 +18,7 @@ exception (a bug) is counted, logged at most once a second, and survived.
 
 from __future__ import annotations
 
+import functools
 import logging
 import traceback
 from collections.abc import Callable
@@ -45,6 +46,9 @@ __all__ = ["HandshakeCore", "ServerConfig", "ServerStats"]
 log = logging.getLogger("server")
 
 Reply = tuple[bytes, Address]
+#: ``prefix_of`` parses the address (microseconds a datagram); the same sources come back
+#: again and again. A pure function, so one bounded cache serves every core.
+_prefix = functools.lru_cache(maxsize=4096)(prefix_of)
 #: Seconds between two log lines about internal errors (a flood of them is one line).
 INTERNAL_ERROR_LOG_INTERVAL = 1.0
 
@@ -111,7 +115,7 @@ class HandshakeCore:
             return self._requests.relays.forward(data, source, now)
         if kind is not Kind.SEALED_REQUEST and kind is not Kind.COOKIE_REQUEST:
             raise ProtocolError("not a request")
-        if not self._rate.take(prefix_of(source[0]), now):
+        if not self._rate.take(_prefix(source[0]), now):
             self.stats.rate_limited += 1
             return []
         if kind is Kind.COOKIE_REQUEST:
