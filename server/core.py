@@ -25,7 +25,6 @@ from collections.abc import Callable
 
 from framework.protocol.crypto import KeyPair
 from framework.protocol.errors import ProtocolError
-from framework.protocol.hschannel import ServerKeys
 from framework.protocol.limits import Buckets, prefix_of
 from framework.protocol.wire import (
     Kind,
@@ -35,6 +34,7 @@ from framework.protocol.wire import (
     split_sealed_request,
 )
 
+from .channels import CompactServerKeys
 from .config import Address, ServerConfig, ServerStats
 from .cookies import Cookies
 from .handlers import Requests
@@ -61,7 +61,7 @@ class HandshakeCore:
         self.config = config if config is not None else ServerConfig()
         cfg = self.config
         self.stats = ServerStats()
-        self.keys = ServerKeys(static_key, random_bytes, cfg.max_channels)
+        self.keys = CompactServerKeys(static_key, random_bytes, cfg.max_channels)
         self._cookies = Cookies(random_bytes(32), cfg.cookie_window)
         self._rate = Buckets(cfg.requests_per_sec_per_ip, cfg.request_burst,
                              cfg.max_tracked_sources)
