@@ -285,6 +285,15 @@ def test_a_flooding_source_is_limited_and_the_rate_table_stays_bounded() -> None
     assert n.core.tracked_sources == 100
 
 
+def test_the_channel_cache_stays_bounded() -> None:
+    n = HsNet(ServerConfig(max_channels=50))
+    for i in range(200):  # each peer a new ephemeral key: an X25519 and a cache entry
+        n.peer((f"10.0.{i}.1", 1)).ask(HsKind.LIST, [""])
+    assert len(n.core.keys) == 50
+    # an evicted peer is still served (its keys are derived again)
+    assert n.peers[("10.0.0.1", 1)].ask_one(HsKind.LIST, [""]).kind is HsKind.LIST_REPLY
+
+
 def test_introductions_are_capped_per_prefix_and_in_total() -> None:
     n = HsNet(ServerConfig(max_introductions_per_ip=3, max_introductions=5))
     register(n.peer(A), "arena")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import socket
@@ -324,11 +325,16 @@ def test_server_command_line_help() -> None:
     assert "--print-fingerprint" in out
 
 
-def test_the_key_file_is_made_private_kept_and_checked(tmp_path: Path) -> None:
+def test_the_key_file_is_made_private_kept_and_checked(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "state" / "hs.key"
     key = load_or_create(path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert load_or_create(path).public == key.public  # the same key at every start
+    path.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="server"):
+        assert load_or_create(path).public == key.public
+    assert "chmod 600" in caplog.text
     out = subprocess.run([sys.executable, "-m", "server", "--key-file", str(path),
                           "--print-fingerprint"], capture_output=True, text=True,
                          check=True).stdout
