@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from framework.protocol.wire import ErrorCode, HsKind
 
 Address = tuple[str, int]
+#: A datagram to send, and where to.
+Reply = tuple[bytes, Address]
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from framework.protocol.wire import (
 )
 
 from .channels import CompactServerKeys
-from .config import Address, ServerConfig, ServerStats
+from .config import Address, Reply, ServerConfig, ServerStats
 from .cookies import Cookies
 from .handlers import Requests
 from .registry import Registration
@@ -45,7 +45,6 @@ __all__ = ["HandshakeCore", "ServerConfig", "ServerStats"]
 
 log = logging.getLogger("server")
 
-Reply = tuple[bytes, Address]
 #: ``prefix_of`` parses the address (microseconds a datagram); the same sources come back
 #: again and again. A pure function, so one bounded cache serves every core.
 _prefix = functools.lru_cache(maxsize=4096)(prefix_of)
