@@ -358,3 +358,11 @@ def test_the_default_key_path_follows_xdg_state_home(tmp_path: Path) -> None:
                          capture_output=True, text=True, check=True).stdout
     path = tmp_path / "pygame-p2p" / "handshake-server.key"
     assert out.strip() == fingerprint(load_or_create(path).public)
+    # Nowhere to keep the default key: a key for this run, and a warning saying so.
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    env["XDG_STATE_HOME"] = str(blocked)
+    res = subprocess.run([sys.executable, "-m", "server", "--print-fingerprint"], env=env,
+                         capture_output=True, text=True, check=True)
+    assert re.fullmatch(r"[0-9a-f]{4}(-[0-9a-f]{4}){7}", res.stdout.strip())
+    assert "for this run only" in res.stderr
