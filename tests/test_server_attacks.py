@@ -9,8 +9,15 @@ from typing import Any
 
 import pytest
 
-from framework.protocol.constants import MAX_DATAGRAM, MAX_NAME_LENGTH
-from framework.protocol.crypto import AEAD_NONCE_SIZE, Aead, KeyPair, channel_keys, fingerprint
+from framework.protocol.constants import MAX_DATAGRAM, MAX_NAME_LENGTH, TOKEN_SIZE
+from framework.protocol.crypto import (
+    AEAD_NONCE_SIZE,
+    PUBLIC_KEY_SIZE,
+    Aead,
+    KeyPair,
+    channel_keys,
+    fingerprint,
+)
 from framework.protocol.errors import ProtocolError
 from framework.protocol.hschannel import KeyMismatch, ServerChannel
 from framework.protocol.names import is_valid_name, normalize_name
@@ -31,6 +38,8 @@ from framework.protocol.wire import (
     sealed_request_head,
 )
 from server import ServerConfig
+from server.introductions import JOIN_TOKEN_SIZE
+from server.relays import RELAY_ID_SIZE
 from tests.hspeer import HsNet, HsPeer, Opened, seeded_bytes
 
 A = ("198.51.100.7", 4000)
@@ -158,8 +167,8 @@ def test_only_the_server_can_seal_a_reply_and_only_its_peer_can_open_it() -> Non
     # source address it spoofs (a spoofed INTRODUCE or RELAY_READY).
     impostor = HsNet(seed=2)
     forgeries: list[tuple[HsKind, list[Any]]] = [
-        (HsKind.INTRODUCE, ["mallory", [[C[0], C[1], 0]], False, bytes(32), 30.0]),
-        (HsKind.RELAY_READY, [bytes(8), "alice"])]
+        (HsKind.INTRODUCE, ["mallory", [[C[0], C[1], 0]], False, bytes(JOIN_TOKEN_SIZE), 30.0]),
+        (HsKind.RELAY_READY, [bytes(RELAY_ID_SIZE), "alice"])]
     for kind, fields in forgeries:
         forged = impostor.core.keys.seal_reply(host.channel.share, kind, 0, fields)
         with pytest.raises(ProtocolError):
@@ -312,7 +321,7 @@ def test_spoofed_sources_get_a_cookie_and_cause_no_key_work() -> None:
     spoofer = n.peer(B)  # it can put any source on a datagram, but never sees the replies
     # A sealed request with someone else's cookie, and a share no X25519 could use: the
     # answer is a COOKIE (to the spoofed source), so the share was never looked at.
-    data = raw_sealed(n, victim.channel.cookie, b"\x93\x01\x01\xc0", share=bytes(32))
+    data = raw_sealed(n, victim.channel.cookie, b"\x93\x01\x01\xc0", share=bytes(PUBLIC_KEY_SIZE))
     [(reply, to)] = n.core.receive(data, B, 0.0)
     assert peek_kind(reply) is Kind.COOKIE and to == B and len(reply) < len(data)
     assert n.core.stats.dropped == 0
@@ -340,8 +349,8 @@ def raw_sealed(n: HsNet, cookie: bytes, plaintext: bytes, rid: int = 1,
 
 VALID: dict[HsKind, list[Any]] = {
     HsKind.REGISTER: ["arena", [["10.0.0.1", 1, LAN]], False, 60.0],
-    HsKind.REFRESH: ["arena", bytes(16)],
-    HsKind.UNREGISTER: ["arena", bytes(16)],
+    HsKind.REFRESH: ["arena", bytes(TOKEN_SIZE)],
+    HsKind.UNREGISTER: ["arena", bytes(TOKEN_SIZE)],
     HsKind.JOIN: ["arena", "alice", []],
     HsKind.LIST: [""],
     HsKind.RELAY_REQUEST: ["arena", "alice"],
@@ -358,7 +367,7 @@ def hostile_datagrams(n: HsNet, attacker: HsPeer) -> list[bytes]:
     rng = random.Random(7)
     out = [rng.randbytes(rng.randrange(0, MAX_DATAGRAM + 100)) for _ in range(300)]
     out += [header(k) + rng.randbytes(rng.randrange(0, 700)) for k in Kind for _ in range(20)]
-    valid = [encode_cookie_request(3), encode_relay(bytes(8), header(Kind.DATA)),
+    valid = [encode_cookie_request(3), encode_relay(bytes(RELAY_ID_SIZE), header(Kind.DATA)),
              *(attacker.seal(k, f) for k, f in VALID.items())]
     out += [d[:i] for d in valid for i in range(0, len(d), 3)]  # every kind, truncated
     for d in valid[2:]:  # bad tags: one flipped bit anywhere after the cookie
@@ -367,15 +376,15 @@ def hostile_datagrams(n: HsNet, attacker: HsPeer) -> list[bytes]:
             flipped[i] ^= 1
             out.append(bytes(flipped))
     body = encode_hs_body(HsKind.LIST, 1, [""])
-    out += [raw_sealed(n, cookie, body, share=bytes(32)),  # an all-zero X25519 share
+    out += [raw_sealed(n, cookie, body, share=bytes(PUBLIC_KEY_SIZE)),  # an all-zero X25519 share
             raw_sealed(n, cookie, body, share=b"\x01" + bytes(31)),  # a low-order point
             raw_sealed(n, cookie, body, rid=2),  # header and body disagree on the id
             raw_sealed(n, cookie, b"\x93\x09\x01" + b"\x91" * 1000 + b"\xc0"),  # depth 1000
             raw_sealed(n, cookie, b"\x91" * 100_000 + b"\xc0"),
             raw_sealed(n, cookie, b"\xdd\xff\xff\xff\xff"),  # an array of 4 billion
             raw_sealed(n, cookie, b""),
-            raw_sealed(n, cookie, encode_hs_body(HsKind.REGISTERED, 1, [bytes(16), "1.1.1.1",
-                                                                        1, 1.0]))]
+            raw_sealed(n, cookie, encode_hs_body(HsKind.REGISTERED, 1, [  # a reply kind
+                bytes(TOKEN_SIZE), "192.0.2.1", 1, 1.0]))]
     for kind, fields in VALID.items():  # wrong types in every field
         for i in range(len(fields) + 1):
             for wrong in WRONG:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from framework.protocol.constants import TOKEN_SIZE
 from framework.protocol.crypto import fingerprint
 from framework.protocol.hschannel import ServerChannel
 from framework.protocol.wire import (
@@ -31,7 +32,9 @@ from framework.protocol.wire import (
     peek_kind,
 )
 from server import HandshakeServer, ServerConfig
+from server.introductions import JOIN_TOKEN_SIZE
 from server.keys import KeyFileError, load_or_create
+from server.relays import RELAY_ID_SIZE
 from tests.hspeer import HsNet, HsPeer, Opened
 
 A = ("198.51.100.7", 4000)
@@ -68,8 +71,9 @@ def test_register_refresh_unregister_need_the_token_and_address() -> None:
     assert error(b.ask_one(HsKind.REGISTER, ["arena", [], False, 60.0])) is ErrorCode.NAME_TAKEN
     # knowing the name is not enough: a stranger cannot refresh or drop it
     assert error(b.ask_one(HsKind.REFRESH, ["arena", token])) is ErrorCode.NOT_REGISTERED
-    assert error(a.ask_one(HsKind.REFRESH, ["arena", bytes(16)])) is ErrorCode.NOT_REGISTERED
-    assert a.ask(HsKind.UNREGISTER, ["arena", bytes(16)]) == []
+    assert error(a.ask_one(HsKind.REFRESH, ["arena", bytes(TOKEN_SIZE)])) is \
+        ErrorCode.NOT_REGISTERED
+    assert a.ask(HsKind.UNREGISTER, ["arena", bytes(TOKEN_SIZE)]) == []
     assert b.ask(HsKind.UNREGISTER, ["arena", token]) == []
     assert "arena" in n.core.registrations
     r = a.ask_one(HsKind.REFRESH, ["arena", token])
@@ -141,7 +145,7 @@ def test_join_introduces_both_sides_with_checked_candidates() -> None:
     assert server == "arena" and pw is True and valid == ServerConfig.intro_valid
     assert cands == [[A[0], A[1], PUBLIC], ["10.0.0.5", 7000, LAN], [A[0], 7001, MAPPED]]
     user, cands, pw, token2, _ = to_host.fields
-    assert user == "alice" and pw is True and token2 == token and len(token) == 32
+    assert user == "alice" and pw is True and token2 == token and len(token) == JOIN_TOKEN_SIZE
     assert cands == [[B[0], B[1], PUBLIC], ["192.168.0.9", 6000, LAN]]
 
 
@@ -253,7 +257,8 @@ def test_relay_forwards_only_between_the_two_players() -> None:
     assert n.core.receive(data, B, 1.0) == [(data, A)]
     assert n.core.receive(data, A, 1.0) == [(data, B)]
     assert n.core.receive(data, C, 1.0) == []  # a stranger cannot inject
-    assert n.core.receive(encode_relay(bytes(8), data[RELAY_HEADER_SIZE:]), B, 1.0) == []
+    unknown = encode_relay(bytes(RELAY_ID_SIZE), data[RELAY_HEADER_SIZE:])
+    assert n.core.receive(unknown, B, 1.0) == []
     assert n.core.stats.relayed_packets == 2 and n.core.stats.relay_dropped == 2
 
 
