@@ -66,6 +66,7 @@ class Relays:
         self.by_id[relay.relay_id] = relay
         self._of_pair[(server_end, client_end)] = relay.relay_id
         self._per_prefix[client_prefix] += 1
+        self._stats.relays_opened += 1
         log.debug("relay %s opened", relay.relay_id.hex())
         return relay
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from framework.protocol.crypto import (
 )
 from framework.protocol.errors import ProtocolError
 from framework.protocol.hschannel import KeyMismatch, ServerChannel
+from framework.protocol.limits import prefix_of
 from framework.protocol.names import is_valid_name, normalize_name
 from framework.protocol.wire import (
     HS_SCHEMAS,
@@ -40,7 +42,7 @@ from framework.protocol.wire import (
 from server import ServerConfig
 from server.introductions import JOIN_TOKEN_SIZE
 from server.relays import RELAY_ID_SIZE
-from tests.hspeer import HsNet, HsPeer, Opened, seeded_bytes
+from tests.hspeer import Address, HsNet, HsPeer, Opened, seeded_bytes
 
 A = ("198.51.100.7", 4000)
 B = ("198.51.100.8", 4001)
@@ -67,12 +69,12 @@ def register(p: HsPeer, name: str, now: float = 0.0,
     return p.ask_one(HsKind.REGISTER, [name, candidates or [], False, 60.0], now)
 
 
-def read_list(p: HsPeer, size: int = LIST_REQUEST_SIZE) -> list[str]:
+def read_list(p: HsPeer, size: int = LIST_REQUEST_SIZE, now: float = 0.0) -> list[str]:
     """Every page, as a peer asks for them; checks each reply's size."""
     names: list[str] = []
     after, more = "", True
     while more:
-        r = p.ask_one(HsKind.LIST, [after], size=size)
+        r = p.ask_one(HsKind.LIST, [after], now, size)
         entries, more = r.fields
         assert entries or not more, "a page with nothing on it would never end"
         names += [e[0] for e in entries]
@@ -204,6 +206,11 @@ def test_look_alike_names_are_refused() -> None:
     other = n.peer(B)
     for look_alike in ["ARENA", "Arena", normalize_name(FULLWIDTH.upper())]:
         assert error(register(other, look_alike)) is ErrorCode.LOOK_ALIKE
+    # Case and the letters that look like digits together: "HELLO" is "hello".
+    assert register(n.peer(("192.0.2.10", 1)), "hello").kind is HsKind.REGISTERED
+    assert register(n.peer(("192.0.2.11", 1)), "Ill").kind is HsKind.REGISTERED
+    for look_alike in ["HELLO", "He1lo", "lll", "III"]:
+        assert error(register(other, look_alike)) is ErrorCode.LOOK_ALIKE
     # The full-width "arena" *is* "arena" once normalised (as every peer sends it).
     assert normalize_name(FULLWIDTH) == "arena"
     assert error(register(other, normalize_name(FULLWIDTH))) is ErrorCode.NAME_TAKEN
@@ -215,7 +222,7 @@ def test_look_alike_names_are_refused() -> None:
         assert other.ask(HsKind.REGISTER, [bad, [], False, 60.0]) == []
         assert other.ask(HsKind.JOIN, ["arena", bad, []]) == []
     assert n.core.stats.dropped == dropped + 10
-    assert read_list(n.peer(C)) == ["arena"]
+    assert read_list(n.peer(C)) == ["Ill", "arena", "hello"]
     # Once "arena" is gone, its look-alike is free; and look-alike players can join.
     n.core.expire(61.0)
     assert register(other, "ARENA", now=61.0).kind is HsKind.REGISTERED
@@ -424,3 +431,53 @@ def test_a_bug_is_counted_logged_once_a_second_and_survived(
     n.core.receive(encode_cookie_request(1), A, 1.0)
     assert len(caplog.records) == 2
     assert "ZeroDivisionError" in caplog.text and "x\n" not in caplog.text
+
+
+def test_random_traffic_keeps_the_invariants() -> None:
+    """Many peers doing valid but random things at random times, look-alike and long
+    names included: no internal error, no reply larger than its padded request, the list
+    always exactly the live names, the caps always held."""
+    cfg = ServerConfig(max_registrations_per_ip=3, max_relays_per_ip=2,
+                       max_introductions_per_ip=4, requests_per_sec_per_ip=1e9,
+                       request_burst=1e9)
+    n = HsNet(cfg, seed=11)
+    rng = random.Random(11)
+    names = ["arena", "ARENA", "Arena", "pong", "p0ng", *long_names(CJK, 3),
+             *long_names(CYRILLIC, 3)]
+    addresses = [(f"198.51.100.{i % 4}", 1000 + i) for i in range(12)]
+    addresses += [(f"2001:db8:0:{i % 2}::{i:x}", 7) for i in range(1, 6)]
+    peers = [n.peer(a) for a in addresses]
+    tokens: dict[tuple[str, Address], bytes] = {}
+    now = 0.0
+    for _ in range(3000):
+        now += rng.expovariate(4.0)
+        p = rng.choice(peers)
+        game, user = rng.choice(names), rng.choice(names)
+        op = rng.randrange(7)
+        if op == 0:
+            r = register(p, game, now, [["10.0.0.1", 1, LAN]] if rng.random() < 0.5 else [])
+            if r.kind is HsKind.REGISTERED:
+                tokens[(game, p.address)] = r.fields[0]
+        elif op == 1:
+            p.ask(HsKind.REFRESH, [game, tokens.get((game, p.address), bytes(TOKEN_SIZE))],
+                  now)
+        elif op == 2 and rng.random() < 0.3:
+            p.ask(HsKind.UNREGISTER, [game, tokens.get((game, p.address),
+                                                      bytes(TOKEN_SIZE))], now)
+        elif op == 3:
+            p.ask(HsKind.JOIN, [game, user, []], now)
+        elif op == 4:
+            p.ask(HsKind.RELAY_REQUEST, [game, user], now)
+        elif op == 5:
+            live = sorted(name for name, reg in n.core.registrations.items()
+                          if reg.expires > now)
+            assert read_list(p, now=now) == live
+        elif rng.random() < 0.1:
+            n.core.expire(now)
+        prefixes = [prefix_of(reg.public[0]) for reg in n.core.registrations.values()]
+        assert max(Counter(prefixes).values(), default=0) <= cfg.max_registrations_per_ip
+    st = n.core.stats
+    assert st.internal_errors == 0 and st.amplification_refused == 0
+    assert st.registrations > 10 and st.introductions > 10 and st.relays_opened > 0
+    assert st.errors[ErrorCode.LOOK_ALIKE] > 0 and st.errors[ErrorCode.NAME_BUSY] > 0
+    assert all(reply <= request for p in peers for request, reply in p.exchanges)
