@@ -154,12 +154,16 @@ class Requests:
         relay = self.relays.open(reg.public, intro.client, intro.prefix, now)
         if relay is None:
             return self._error(share, rid, ErrorCode.TOO_MANY, source)
+        # Each end is told the name of the player at the relay's other end.
         if source == reg.public:
-            mine, other, other_end, other_share = client, server, intro.client, intro.share
+            asker_peer, other_peer = client, server
+            other_end, other_share = intro.client, intro.share
         else:
-            mine, other, other_end, other_share = server, client, reg.public, reg.share
-        return [self._seal(share, HsKind.RELAY_READY, rid, [relay.relay_id, mine], source),
-                self._seal(other_share, HsKind.RELAY_READY, 0, [relay.relay_id, other],
+            asker_peer, other_peer = server, client
+            other_end, other_share = reg.public, reg.share
+        return [self._seal(share, HsKind.RELAY_READY, rid, [relay.relay_id, asker_peer],
+                           source),
+                self._seal(other_share, HsKind.RELAY_READY, 0, [relay.relay_id, other_peer],
                            other_end)]
 
     def expire(self, now: float) -> None:
