@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from types import FrameType
 
 from framework.protocol import crypto
 from framework.protocol.constants import DEFAULT_HANDSHAKE_PORT
+from framework.protocol.crypto import KeyPair
 
 from . import keys
 from .core import ServerConfig
@@ -54,7 +56,16 @@ def main(argv: list[str] | None = None) -> int:
     log = logging.getLogger("server")
     try:
         key = keys.load_or_create(args.key_file)
-    except (OSError, keys.KeyFileError) as exc:
+    except OSError as exc:
+        if args.key_file is not None:
+            log.error("cannot use the key file: %s", exc)
+            return 1
+        # No place to keep the default key (a read-only home, a sandbox): serve with a
+        # key of this run only. Players who pinned the old one refuse it, which is safe.
+        log.warning("cannot keep a key in %s (%s): using a new key for this run only",
+                    keys.default_path(), exc.strerror)
+        key = KeyPair.generate(os.urandom)
+    except keys.KeyFileError as exc:  # never replace a key file we cannot read
         log.error("cannot use the key file: %s", exc)
         return 1
     if args.print_fingerprint:

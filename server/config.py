@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from framework.protocol.wire import ErrorCode, HsKind
 
 Address = tuple[str, int]
+#: A datagram to send, and where to.
+Reply = tuple[bytes, Address]
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class ServerStats:
     registrations: int = 0
     introductions: int = 0
     expired: int = 0
+    relays_opened: int = 0
     relayed_packets: int = 0
     relayed_bytes: int = 0
     relay_dropped: int = 0

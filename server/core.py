@@ -18,13 +18,13 @@ exception (a bug) is counted, logged at most once a second, and survived.
 
 from __future__ import annotations
 
+import functools
 import logging
 import traceback
 from collections.abc import Callable
 
 from framework.protocol.crypto import KeyPair
 from framework.protocol.errors import ProtocolError
-from framework.protocol.hschannel import ServerKeys
 from framework.protocol.limits import Buckets, prefix_of
 from framework.protocol.wire import (
     Kind,
@@ -34,7 +34,8 @@ from framework.protocol.wire import (
     split_sealed_request,
 )
 
-from .config import Address, ServerConfig, ServerStats
+from .channels import CompactServerKeys
+from .config import Address, Reply, ServerConfig, ServerStats
 from .cookies import Cookies
 from .handlers import Requests
 from .registry import Registration
@@ -44,7 +45,9 @@ __all__ = ["HandshakeCore", "ServerConfig", "ServerStats"]
 
 log = logging.getLogger("server")
 
-Reply = tuple[bytes, Address]
+#: ``prefix_of`` parses the address (microseconds a datagram); the same sources come back
+#: again and again. A pure function, so one bounded cache serves every core.
+_prefix = functools.lru_cache(maxsize=4096)(prefix_of)
 #: Seconds between two log lines about internal errors (a flood of them is one line).
 INTERNAL_ERROR_LOG_INTERVAL = 1.0
 
@@ -57,7 +60,7 @@ class HandshakeCore:
         self.config = config if config is not None else ServerConfig()
         cfg = self.config
         self.stats = ServerStats()
-        self.keys = ServerKeys(static_key, random_bytes, cfg.max_channels)
+        self.keys = CompactServerKeys(static_key, random_bytes, cfg.max_channels)
         self._cookies = Cookies(random_bytes(32), cfg.cookie_window)
         self._rate = Buckets(cfg.requests_per_sec_per_ip, cfg.request_burst,
                              cfg.max_tracked_sources)
@@ -111,7 +114,7 @@ class HandshakeCore:
             return self._requests.relays.forward(data, source, now)
         if kind is not Kind.SEALED_REQUEST and kind is not Kind.COOKIE_REQUEST:
             raise ProtocolError("not a request")
-        if not self._rate.take(prefix_of(source[0]), now):
+        if not self._rate.take(_prefix(source[0]), now):
             self.stats.rate_limited += 1
             return []
         if kind is Kind.COOKIE_REQUEST:

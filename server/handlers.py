@@ -3,8 +3,9 @@
 Every handler gets a request whose fields the wire's schema checked, from a source that
 proved return routability, on a channel that only that peer and this server can read.
 Replies are sealed: to the asker under the request's channel, to the other player under
-the channel it last used. An error is a code only; no value from the network is ever
-formatted into a reply or a log line.
+the channel it last used. An error is a code only: no value from the network is ever
+formatted into a reply. Per-request log lines are DEBUG (an attacker must not be able to
+fill the disk); names in them are validated and escaped (%r).
 """
 
 from __future__ import annotations
@@ -17,14 +18,13 @@ from framework.protocol.hschannel import ServerKeys
 from framework.protocol.wire import SEALED_REPLY_OVERHEAD, ErrorCode, HsKind, encode_hs_body
 
 from .candidates import candidates_of
-from .config import Address, ServerConfig, ServerStats
+from .config import Address, Reply, ServerConfig, ServerStats
 from .introductions import Introductions
 from .registry import Registry
 from .relays import Relays
 
 log = logging.getLogger("server")
 
-Reply = tuple[bytes, Address]
 #: Entries in one LIST_REPLY: the bound of the wire's schema for it.
 MAX_LIST_ENTRIES = 64
 
@@ -81,7 +81,7 @@ class Requests:
         reg, new = result
         if new:
             self.stats.registrations += 1
-            log.info("registered %r", name)
+            log.debug("registered %r", name)
         return [self._seal(share, HsKind.REGISTERED, rid,
                            [reg.token, source[0], source[1], reg.valid], source)]
 
@@ -102,7 +102,7 @@ class Requests:
         if reg is None:
             return []
         self.registry.drop(reg)
-        log.info("unregistered %r", reg.name)
+        log.debug("unregistered %r", reg.name)
         return [self._seal(share, HsKind.UNREGISTERED, rid, [], source)] if rid else []
 
     # --- joining ----------------------------------------------------------------------
@@ -154,18 +154,22 @@ class Requests:
         relay = self.relays.open(reg.public, intro.client, intro.prefix, now)
         if relay is None:
             return self._error(share, rid, ErrorCode.TOO_MANY, source)
+        # Each end is told the name of the player at the relay's other end.
         if source == reg.public:
-            mine, other, other_end, other_share = client, server, intro.client, intro.share
+            asker_peer, other_peer = client, server
+            other_end, other_share = intro.client, intro.share
         else:
-            mine, other, other_end, other_share = server, client, reg.public, reg.share
-        return [self._seal(share, HsKind.RELAY_READY, rid, [relay.relay_id, mine], source),
-                self._seal(other_share, HsKind.RELAY_READY, 0, [relay.relay_id, other],
+            asker_peer, other_peer = server, client
+            other_end, other_share = reg.public, reg.share
+        return [self._seal(share, HsKind.RELAY_READY, rid, [relay.relay_id, asker_peer],
+                           source),
+                self._seal(other_share, HsKind.RELAY_READY, 0, [relay.relay_id, other_peer],
                            other_end)]
 
     def expire(self, now: float) -> None:
         for reg in self.registry.expire(now):
             self.stats.expired += 1
-            log.info("registration of %r expired", reg.name)
+            log.debug("registration of %r expired", reg.name)
         self.intros.expire(now)
         self.relays.expire(now)
 

@@ -10,12 +10,16 @@ owner only (0600). The format is text, versioned, so that it can change later:
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from pathlib import Path
 
 from framework.protocol.crypto import KEY_SIZE, KeyPair
 
 HEADER = "pygame-p2p handshake-server key v1"
+
+log = logging.getLogger("server")
 
 
 class KeyFileError(Exception):
@@ -30,6 +34,9 @@ def default_path() -> Path:
 
 
 def load(path: Path) -> KeyPair:
+    if stat.S_IMODE(path.stat().st_mode) & 0o077:
+        # Whoever reads it can impersonate the server to every player who pinned it.
+        log.warning("the key file %s can be read by other users: chmod 600 it", path)
     text = path.read_text(encoding="ascii", errors="replace")
     lines = text.splitlines()
     if len(lines) != 2 or lines[0].strip() != HEADER:

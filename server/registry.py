@@ -1,9 +1,9 @@
 """Registered games: who holds which name, and the names in order for the list.
 
-A live name belongs to the address that registered it. A name whose skeleton (what it
-looks like, ``names.skeleton``) is that of another live name is refused, so "ARENA" (or
-"arena" with a Cyrillic e) cannot pass for "arena" in the list. Registrations are capped
-in total and per network prefix.
+A live name belongs to the address that registered it. A name that looks like another
+live name (the same ``names.skeleton``) is refused, so "ARENA" (or "arena" with a
+Cyrillic e) cannot pass for "arena" in the list. Registrations are capped in total and
+per network prefix.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ class Registration:
     name: str
     public: Address
     prefix: str
-    #: The name's skeleton: the key of the look-alike index.
-    look: str
+    #: What the name looks like: its keys in the look-alike index.
+    looks: tuple[str, ...]
     #: What a joining client is told: PUBLIC (as seen here), then LAN, then MAPPED.
     candidates: list[Candidate]
     token: bytes
@@ -38,6 +38,14 @@ class Registration:
     share: bytes
     expires: float
     valid: float  # seconds granted, renewed by each refresh
+
+
+def looks_of(name: str) -> tuple[str, ...]:
+    """Look-alike keys of a name: ``names.skeleton`` of the name and of its case-folded
+    form. One alone misses look-alikes: ``skeleton`` maps "O" to the digit "0" before it
+    folds case, so "HELLO" ("he110") and "hello" ("he11o") differ; folding first loses
+    "I" ~ "l" ("Il" and "ll"). A name sharing either key with another is refused."""
+    return tuple({skeleton(name), skeleton(name.casefold())})
 
 
 class Registry:
@@ -77,20 +85,22 @@ class Registry:
             return reg, False
         if reg is not None:
             self.drop(reg)
-        look = skeleton(name)
-        other = self.by_name.get(self._by_look.get(look, ""))
-        if other is not None:
-            if other.expires > now:
-                return ErrorCode.LOOK_ALIKE
-            self.drop(other)
+        looks = looks_of(name)
+        for look in looks:
+            other = self.by_name.get(self._by_look.get(look, ""))
+            if other is not None:
+                if other.expires > now:
+                    return ErrorCode.LOOK_ALIKE
+                self.drop(other)
         prefix = prefix_of(source[0])
         if (len(self.by_name) >= cfg.max_registrations
                 or self._per_prefix[prefix] >= cfg.max_registrations_per_ip):
             return ErrorCode.TOO_MANY
-        reg = Registration(name, source, prefix, look, candidates, self._random(TOKEN_SIZE),
+        reg = Registration(name, source, prefix, looks, candidates, self._random(TOKEN_SIZE),
                            password_required, share, now + valid, valid)
         self.by_name[name] = reg
-        self._by_look[look] = name
+        for look in looks:
+            self._by_look[look] = name
         self._per_prefix[prefix] += 1
         bisect.insort(self._sorted, name)
         return reg, True
@@ -108,8 +118,9 @@ class Registry:
         if self.by_name.get(reg.name) is not reg:
             return
         del self.by_name[reg.name]
-        if self._by_look.get(reg.look) == reg.name:
-            del self._by_look[reg.look]
+        for look in reg.looks:
+            if self._by_look.get(look) == reg.name:
+                del self._by_look[look]
         self._per_prefix[reg.prefix] -= 1
         if self._per_prefix[reg.prefix] <= 0:
             del self._per_prefix[reg.prefix]

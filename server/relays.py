@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from framework.protocol.limits import TokenBucket
 from framework.protocol.wire import decode_relay
 
-from .config import Address, ServerConfig, ServerStats
+from .config import Address, Reply, ServerConfig, ServerStats
 
 log = logging.getLogger("server")
 
 RELAY_ID_SIZE = 8
-Reply = tuple[bytes, Address]
 
 
 @dataclass(slots=True)
@@ -67,7 +66,8 @@ class Relays:
         self.by_id[relay.relay_id] = relay
         self._of_pair[(server_end, client_end)] = relay.relay_id
         self._per_prefix[client_prefix] += 1
-        log.info("relay %s opened", relay.relay_id.hex())
+        self._stats.relays_opened += 1
+        log.debug("relay %s opened", relay.relay_id.hex())
         return relay
 
     def forward(self, data: bytes, source: Address, now: float) -> list[Reply]:
@@ -106,6 +106,6 @@ class Relays:
         for relay in [r for r in self.by_id.values()
                       if now - r.last_used > cfg.relay_idle_timeout
                       or now - r.created > cfg.relay_max_duration]:
-            log.info("relay %s closed after %d datagrams", relay.relay_id.hex(),
+            log.debug("relay %s closed after %d datagrams", relay.relay_id.hex(),
                      relay.forwarded)
             self._close(relay)

@@ -13,16 +13,18 @@ import time
 
 from framework.protocol.crypto import KeyPair
 
+from .config import Address
 from .core import HandshakeCore, ServerConfig
 
 log = logging.getLogger("server")
 
-Address = tuple[str, int]
 #: Datagrams handled before the loop looks at the clock again, and at most per wake-up
 #: (so that expiry and stop() still run under a flood).
 BATCH = 256
 MAX_PER_WAKEUP = 8192
 EXPIRY_INTERVAL = 1.0
+#: Seconds between two log lines of the counters (the per-request lines are DEBUG).
+STATS_INTERVAL = 300.0
 
 
 class HandshakeServer:
@@ -83,6 +85,7 @@ class HandshakeServer:
         sel.register(self._sock, selectors.EVENT_READ)
         sel.register(self._wake_r, selectors.EVENT_READ)
         next_expiry = time.monotonic() + EXPIRY_INTERVAL
+        next_stats = time.monotonic() + STATS_INTERVAL
         try:
             while not self._stopping.is_set():
                 timeout = max(0.0, next_expiry - time.monotonic())
@@ -96,6 +99,11 @@ class HandshakeServer:
                     except Exception:  # a bug must not stop the server
                         log.exception("expiry failed")
                     next_expiry = now + EXPIRY_INTERVAL
+                if now >= next_stats:
+                    log.info("%d registered, %d relays; since start: %s",
+                             len(self.core.registrations), len(self.core.relays),
+                             json.dumps(self.core.stats.summary()))
+                    next_stats = now + STATS_INTERVAL
         finally:
             sel.close()
             self._sock.close()

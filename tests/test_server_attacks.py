@@ -5,14 +5,23 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import Counter
 from typing import Any
 
 import pytest
 
-from framework.protocol.constants import MAX_DATAGRAM, MAX_NAME_LENGTH
-from framework.protocol.crypto import AEAD_NONCE_SIZE, Aead, KeyPair, channel_keys, fingerprint
+from framework.protocol.constants import MAX_DATAGRAM, MAX_NAME_LENGTH, TOKEN_SIZE
+from framework.protocol.crypto import (
+    AEAD_NONCE_SIZE,
+    PUBLIC_KEY_SIZE,
+    Aead,
+    KeyPair,
+    channel_keys,
+    fingerprint,
+)
 from framework.protocol.errors import ProtocolError
 from framework.protocol.hschannel import KeyMismatch, ServerChannel
+from framework.protocol.limits import prefix_of
 from framework.protocol.names import is_valid_name, normalize_name
 from framework.protocol.wire import (
     HS_SCHEMAS,
@@ -31,7 +40,9 @@ from framework.protocol.wire import (
     sealed_request_head,
 )
 from server import ServerConfig
-from tests.hspeer import HsNet, HsPeer, Opened, seeded_bytes
+from server.introductions import JOIN_TOKEN_SIZE
+from server.relays import RELAY_ID_SIZE
+from tests.hspeer import Address, HsNet, HsPeer, Opened, seeded_bytes
 
 A = ("198.51.100.7", 4000)
 B = ("198.51.100.8", 4001)
@@ -58,12 +69,12 @@ def register(p: HsPeer, name: str, now: float = 0.0,
     return p.ask_one(HsKind.REGISTER, [name, candidates or [], False, 60.0], now)
 
 
-def read_list(p: HsPeer, size: int = LIST_REQUEST_SIZE) -> list[str]:
+def read_list(p: HsPeer, size: int = LIST_REQUEST_SIZE, now: float = 0.0) -> list[str]:
     """Every page, as a peer asks for them; checks each reply's size."""
     names: list[str] = []
     after, more = "", True
     while more:
-        r = p.ask_one(HsKind.LIST, [after], size=size)
+        r = p.ask_one(HsKind.LIST, [after], now, size)
         entries, more = r.fields
         assert entries or not more, "a page with nothing on it would never end"
         names += [e[0] for e in entries]
@@ -158,8 +169,8 @@ def test_only_the_server_can_seal_a_reply_and_only_its_peer_can_open_it() -> Non
     # source address it spoofs (a spoofed INTRODUCE or RELAY_READY).
     impostor = HsNet(seed=2)
     forgeries: list[tuple[HsKind, list[Any]]] = [
-        (HsKind.INTRODUCE, ["mallory", [[C[0], C[1], 0]], False, bytes(32), 30.0]),
-        (HsKind.RELAY_READY, [bytes(8), "alice"])]
+        (HsKind.INTRODUCE, ["mallory", [[C[0], C[1], 0]], False, bytes(JOIN_TOKEN_SIZE), 30.0]),
+        (HsKind.RELAY_READY, [bytes(RELAY_ID_SIZE), "alice"])]
     for kind, fields in forgeries:
         forged = impostor.core.keys.seal_reply(host.channel.share, kind, 0, fields)
         with pytest.raises(ProtocolError):
@@ -195,6 +206,11 @@ def test_look_alike_names_are_refused() -> None:
     other = n.peer(B)
     for look_alike in ["ARENA", "Arena", normalize_name(FULLWIDTH.upper())]:
         assert error(register(other, look_alike)) is ErrorCode.LOOK_ALIKE
+    # Case and the letters that look like digits together: "HELLO" is "hello".
+    assert register(n.peer(("192.0.2.10", 1)), "hello").kind is HsKind.REGISTERED
+    assert register(n.peer(("192.0.2.11", 1)), "Ill").kind is HsKind.REGISTERED
+    for look_alike in ["HELLO", "He1lo", "lll", "III"]:
+        assert error(register(other, look_alike)) is ErrorCode.LOOK_ALIKE
     # The full-width "arena" *is* "arena" once normalised (as every peer sends it).
     assert normalize_name(FULLWIDTH) == "arena"
     assert error(register(other, normalize_name(FULLWIDTH))) is ErrorCode.NAME_TAKEN
@@ -206,7 +222,7 @@ def test_look_alike_names_are_refused() -> None:
         assert other.ask(HsKind.REGISTER, [bad, [], False, 60.0]) == []
         assert other.ask(HsKind.JOIN, ["arena", bad, []]) == []
     assert n.core.stats.dropped == dropped + 10
-    assert read_list(n.peer(C)) == ["arena"]
+    assert read_list(n.peer(C)) == ["Ill", "arena", "hello"]
     # Once "arena" is gone, its look-alike is free; and look-alike players can join.
     n.core.expire(61.0)
     assert register(other, "ARENA", now=61.0).kind is HsKind.REGISTERED
@@ -285,6 +301,15 @@ def test_a_flooding_source_is_limited_and_the_rate_table_stays_bounded() -> None
     assert n.core.tracked_sources == 100
 
 
+def test_the_channel_cache_stays_bounded() -> None:
+    n = HsNet(ServerConfig(max_channels=50))
+    for i in range(200):  # each peer a new ephemeral key: an X25519 and a cache entry
+        n.peer((f"10.0.{i}.1", 1)).ask(HsKind.LIST, [""])
+    assert len(n.core.keys) == 50
+    # an evicted peer is still served (its keys are derived again)
+    assert n.peers[("10.0.0.1", 1)].ask_one(HsKind.LIST, [""]).kind is HsKind.LIST_REPLY
+
+
 def test_introductions_are_capped_per_prefix_and_in_total() -> None:
     n = HsNet(ServerConfig(max_introductions_per_ip=3, max_introductions=5))
     register(n.peer(A), "arena")
@@ -303,7 +328,7 @@ def test_spoofed_sources_get_a_cookie_and_cause_no_key_work() -> None:
     spoofer = n.peer(B)  # it can put any source on a datagram, but never sees the replies
     # A sealed request with someone else's cookie, and a share no X25519 could use: the
     # answer is a COOKIE (to the spoofed source), so the share was never looked at.
-    data = raw_sealed(n, victim.channel.cookie, b"\x93\x01\x01\xc0", share=bytes(32))
+    data = raw_sealed(n, victim.channel.cookie, b"\x93\x01\x01\xc0", share=bytes(PUBLIC_KEY_SIZE))
     [(reply, to)] = n.core.receive(data, B, 0.0)
     assert peek_kind(reply) is Kind.COOKIE and to == B and len(reply) < len(data)
     assert n.core.stats.dropped == 0
@@ -331,8 +356,8 @@ def raw_sealed(n: HsNet, cookie: bytes, plaintext: bytes, rid: int = 1,
 
 VALID: dict[HsKind, list[Any]] = {
     HsKind.REGISTER: ["arena", [["10.0.0.1", 1, LAN]], False, 60.0],
-    HsKind.REFRESH: ["arena", bytes(16)],
-    HsKind.UNREGISTER: ["arena", bytes(16)],
+    HsKind.REFRESH: ["arena", bytes(TOKEN_SIZE)],
+    HsKind.UNREGISTER: ["arena", bytes(TOKEN_SIZE)],
     HsKind.JOIN: ["arena", "alice", []],
     HsKind.LIST: [""],
     HsKind.RELAY_REQUEST: ["arena", "alice"],
@@ -349,7 +374,7 @@ def hostile_datagrams(n: HsNet, attacker: HsPeer) -> list[bytes]:
     rng = random.Random(7)
     out = [rng.randbytes(rng.randrange(0, MAX_DATAGRAM + 100)) for _ in range(300)]
     out += [header(k) + rng.randbytes(rng.randrange(0, 700)) for k in Kind for _ in range(20)]
-    valid = [encode_cookie_request(3), encode_relay(bytes(8), header(Kind.DATA)),
+    valid = [encode_cookie_request(3), encode_relay(bytes(RELAY_ID_SIZE), header(Kind.DATA)),
              *(attacker.seal(k, f) for k, f in VALID.items())]
     out += [d[:i] for d in valid for i in range(0, len(d), 3)]  # every kind, truncated
     for d in valid[2:]:  # bad tags: one flipped bit anywhere after the cookie
@@ -358,15 +383,15 @@ def hostile_datagrams(n: HsNet, attacker: HsPeer) -> list[bytes]:
             flipped[i] ^= 1
             out.append(bytes(flipped))
     body = encode_hs_body(HsKind.LIST, 1, [""])
-    out += [raw_sealed(n, cookie, body, share=bytes(32)),  # an all-zero X25519 share
+    out += [raw_sealed(n, cookie, body, share=bytes(PUBLIC_KEY_SIZE)),  # an all-zero X25519 share
             raw_sealed(n, cookie, body, share=b"\x01" + bytes(31)),  # a low-order point
             raw_sealed(n, cookie, body, rid=2),  # header and body disagree on the id
             raw_sealed(n, cookie, b"\x93\x09\x01" + b"\x91" * 1000 + b"\xc0"),  # depth 1000
             raw_sealed(n, cookie, b"\x91" * 100_000 + b"\xc0"),
             raw_sealed(n, cookie, b"\xdd\xff\xff\xff\xff"),  # an array of 4 billion
             raw_sealed(n, cookie, b""),
-            raw_sealed(n, cookie, encode_hs_body(HsKind.REGISTERED, 1, [bytes(16), "1.1.1.1",
-                                                                        1, 1.0]))]
+            raw_sealed(n, cookie, encode_hs_body(HsKind.REGISTERED, 1, [  # a reply kind
+                bytes(TOKEN_SIZE), "192.0.2.1", 1, 1.0]))]
     for kind, fields in VALID.items():  # wrong types in every field
         for i in range(len(fields) + 1):
             for wrong in WRONG:
@@ -406,3 +431,53 @@ def test_a_bug_is_counted_logged_once_a_second_and_survived(
     n.core.receive(encode_cookie_request(1), A, 1.0)
     assert len(caplog.records) == 2
     assert "ZeroDivisionError" in caplog.text and "x\n" not in caplog.text
+
+
+def test_random_traffic_keeps_the_invariants() -> None:
+    """Many peers doing valid but random things at random times, look-alike and long
+    names included: no internal error, no reply larger than its padded request, the list
+    always exactly the live names, the caps always held."""
+    cfg = ServerConfig(max_registrations_per_ip=3, max_relays_per_ip=2,
+                       max_introductions_per_ip=4, requests_per_sec_per_ip=1e9,
+                       request_burst=1e9)
+    n = HsNet(cfg, seed=11)
+    rng = random.Random(11)
+    names = ["arena", "ARENA", "Arena", "pong", "p0ng", *long_names(CJK, 3),
+             *long_names(CYRILLIC, 3)]
+    addresses = [(f"198.51.100.{i % 4}", 1000 + i) for i in range(12)]
+    addresses += [(f"2001:db8:0:{i % 2}::{i:x}", 7) for i in range(1, 6)]
+    peers = [n.peer(a) for a in addresses]
+    tokens: dict[tuple[str, Address], bytes] = {}
+    now = 0.0
+    for _ in range(3000):
+        now += rng.expovariate(4.0)
+        p = rng.choice(peers)
+        game, user = rng.choice(names), rng.choice(names)
+        op = rng.randrange(7)
+        if op == 0:
+            r = register(p, game, now, [["10.0.0.1", 1, LAN]] if rng.random() < 0.5 else [])
+            if r.kind is HsKind.REGISTERED:
+                tokens[(game, p.address)] = r.fields[0]
+        elif op == 1:
+            p.ask(HsKind.REFRESH, [game, tokens.get((game, p.address), bytes(TOKEN_SIZE))],
+                  now)
+        elif op == 2 and rng.random() < 0.3:
+            p.ask(HsKind.UNREGISTER, [game, tokens.get((game, p.address),
+                                                      bytes(TOKEN_SIZE))], now)
+        elif op == 3:
+            p.ask(HsKind.JOIN, [game, user, []], now)
+        elif op == 4:
+            p.ask(HsKind.RELAY_REQUEST, [game, user], now)
+        elif op == 5:
+            live = sorted(name for name, reg in n.core.registrations.items()
+                          if reg.expires > now)
+            assert read_list(p, now=now) == live
+        elif rng.random() < 0.1:
+            n.core.expire(now)
+        prefixes = [prefix_of(reg.public[0]) for reg in n.core.registrations.values()]
+        assert max(Counter(prefixes).values(), default=0) <= cfg.max_registrations_per_ip
+    st = n.core.stats
+    assert st.internal_errors == 0 and st.amplification_refused == 0
+    assert st.registrations > 10 and st.introductions > 10 and st.relays_opened > 0
+    assert st.errors[ErrorCode.LOOK_ALIKE] > 0 and st.errors[ErrorCode.NAME_BUSY] > 0
+    assert all(reply <= request for p in peers for request, reply in p.exchanges)

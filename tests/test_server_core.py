@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import socket
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from framework.protocol.constants import TOKEN_SIZE
 from framework.protocol.crypto import fingerprint
 from framework.protocol.hschannel import ServerChannel
 from framework.protocol.wire import (
@@ -30,7 +32,9 @@ from framework.protocol.wire import (
     peek_kind,
 )
 from server import HandshakeServer, ServerConfig
+from server.introductions import JOIN_TOKEN_SIZE
 from server.keys import KeyFileError, load_or_create
+from server.relays import RELAY_ID_SIZE
 from tests.hspeer import HsNet, HsPeer, Opened
 
 A = ("198.51.100.7", 4000)
@@ -67,8 +71,9 @@ def test_register_refresh_unregister_need_the_token_and_address() -> None:
     assert error(b.ask_one(HsKind.REGISTER, ["arena", [], False, 60.0])) is ErrorCode.NAME_TAKEN
     # knowing the name is not enough: a stranger cannot refresh or drop it
     assert error(b.ask_one(HsKind.REFRESH, ["arena", token])) is ErrorCode.NOT_REGISTERED
-    assert error(a.ask_one(HsKind.REFRESH, ["arena", bytes(16)])) is ErrorCode.NOT_REGISTERED
-    assert a.ask(HsKind.UNREGISTER, ["arena", bytes(16)]) == []
+    assert error(a.ask_one(HsKind.REFRESH, ["arena", bytes(TOKEN_SIZE)])) is \
+        ErrorCode.NOT_REGISTERED
+    assert a.ask(HsKind.UNREGISTER, ["arena", bytes(TOKEN_SIZE)]) == []
     assert b.ask(HsKind.UNREGISTER, ["arena", token]) == []
     assert "arena" in n.core.registrations
     r = a.ask_one(HsKind.REFRESH, ["arena", token])
@@ -140,7 +145,7 @@ def test_join_introduces_both_sides_with_checked_candidates() -> None:
     assert server == "arena" and pw is True and valid == ServerConfig.intro_valid
     assert cands == [[A[0], A[1], PUBLIC], ["10.0.0.5", 7000, LAN], [A[0], 7001, MAPPED]]
     user, cands, pw, token2, _ = to_host.fields
-    assert user == "alice" and pw is True and token2 == token and len(token) == 32
+    assert user == "alice" and pw is True and token2 == token and len(token) == JOIN_TOKEN_SIZE
     assert cands == [[B[0], B[1], PUBLIC], ["192.168.0.9", 6000, LAN]]
 
 
@@ -252,7 +257,8 @@ def test_relay_forwards_only_between_the_two_players() -> None:
     assert n.core.receive(data, B, 1.0) == [(data, A)]
     assert n.core.receive(data, A, 1.0) == [(data, B)]
     assert n.core.receive(data, C, 1.0) == []  # a stranger cannot inject
-    assert n.core.receive(encode_relay(bytes(8), data[RELAY_HEADER_SIZE:]), B, 1.0) == []
+    unknown = encode_relay(bytes(RELAY_ID_SIZE), data[RELAY_HEADER_SIZE:])
+    assert n.core.receive(unknown, B, 1.0) == []
     assert n.core.stats.relayed_packets == 2 and n.core.stats.relay_dropped == 2
 
 
@@ -324,11 +330,16 @@ def test_server_command_line_help() -> None:
     assert "--print-fingerprint" in out
 
 
-def test_the_key_file_is_made_private_kept_and_checked(tmp_path: Path) -> None:
+def test_the_key_file_is_made_private_kept_and_checked(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "state" / "hs.key"
     key = load_or_create(path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert load_or_create(path).public == key.public  # the same key at every start
+    path.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="server"):
+        assert load_or_create(path).public == key.public
+    assert "chmod 600" in caplog.text
     out = subprocess.run([sys.executable, "-m", "server", "--key-file", str(path),
                           "--print-fingerprint"], capture_output=True, text=True,
                          check=True).stdout
@@ -352,3 +363,11 @@ def test_the_default_key_path_follows_xdg_state_home(tmp_path: Path) -> None:
                          capture_output=True, text=True, check=True).stdout
     path = tmp_path / "pygame-p2p" / "handshake-server.key"
     assert out.strip() == fingerprint(load_or_create(path).public)
+    # Nowhere to keep the default key: a key for this run, and a warning saying so.
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    env["XDG_STATE_HOME"] = str(blocked)
+    res = subprocess.run([sys.executable, "-m", "server", "--print-fingerprint"], env=env,
+                         capture_output=True, text=True, check=True)
+    assert re.fullmatch(r"[0-9a-f]{4}(-[0-9a-f]{4}){7}", res.stdout.strip())
+    assert "for this run only" in res.stderr

@@ -238,25 +238,32 @@ def bench_server(rounds: int) -> dict[str, float]:
 
 MEMORY_SCRIPT = r"""
 import os, sys, gc, json
-from framework.protocol.requests import encode_request
-from framework.protocol.wire import Kind, decode_control
+from framework.protocol.crypto import KeyPair
+from framework.protocol.hschannel import ServerChannel
+from framework.protocol.names import skeleton
+from framework.protocol.wire import CandidateKind, HsKind, decode_cookie, encode_cookie_request
 from server.core import HandshakeCore, ServerConfig
+from tools.hsclient import seal
 def rss():
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
 n = int(sys.argv[1])
-core = HandshakeCore(ServerConfig(max_registrations_per_ip=10**9,
-                                  requests_per_sec_per_ip=1e12, request_burst=1e12), os.urandom)
+core = HandshakeCore(ServerConfig(max_registrations_per_ip=10**9, requests_per_sec_per_ip=1e12,
+                                  request_burst=1e12, max_channels=16),
+                     os.urandom, KeyPair.generate(os.urandom))
+ch = ServerChannel(os.urandom)
+lan = [["192.168.1.2", 5000, int(CandidateKind.LAN)]]
+skeleton("warm-up")  # loads the confusables table once, before measuring
 gc.collect()
 before = rss()
 for i in range(n):
     src = (f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", 40000)
-    fields = [f"game{i}", "192.168.1.2", 5000, False, 300.0]
-    [(c, _)] = core.receive(encode_request(Kind.REGISTER, 1, fields), src, 0.0)
-    cookie = decode_control(Kind.COOKIE, c)[1]
-    core.receive(encode_request(Kind.REGISTER, 1, fields, cookie), src, 0.0)
-core._buckets.clear()  # the rate table is bounded separately (65,536 sources)
+    [(c, _)] = core.receive(encode_cookie_request(1), src, 0.0)
+    _, cookie, public = decode_cookie(c)
+    ch.learn(cookie, public)
+    core.receive(seal(ch, HsKind.REGISTER, 1, [f"game{i}", lan, False, 300.0]), src, 0.0)
+core._rate._buckets.clear()  # the rate table is bounded separately (65,536 prefixes)
 gc.collect()
 print(json.dumps({"registrations": len(core.registrations), "bytes": rss() - before}))
 """
@@ -308,11 +315,18 @@ def bench_profile() -> dict[str, float]:
 
     from framework import events as pg_events  # noqa: PLC0415
     from framework.protocol.config import Config  # noqa: PLC0415
+    from framework.protocol.crypto import KeyPair  # noqa: PLC0415
     from framework.protocol.delivery import Delivery  # noqa: PLC0415
-    from framework.protocol.requests import encode_request  # noqa: PLC0415
-    from framework.protocol.wire import Kind, decode_control  # noqa: PLC0415
+    from framework.protocol.hschannel import ServerChannel  # noqa: PLC0415
+    from framework.protocol.wire import (  # noqa: PLC0415
+        CandidateKind,
+        HsKind,
+        decode_cookie,
+        encode_cookie_request,
+    )
     from server.core import HandshakeCore, ServerConfig  # noqa: PLC0415
     from tests.fakenet import HS, FakeNet  # noqa: PLC0415
+    from tools.hsclient import seal  # noqa: PLC0415
 
     net = FakeNet()
     quiet = Config(secs_between_peer_checks=1e6)
@@ -357,20 +371,22 @@ def bench_profile() -> dict[str, float]:
         t_send += time.perf_counter() - t
 
     core = HandshakeCore(ServerConfig(requests_per_sec_per_ip=1e9, request_burst=1e9),
-                         os.urandom)
+                         os.urandom, KeyPair.generate(os.urandom))
+    lan = [["10.0.0.1", 1, int(CandidateKind.LAN)]]
     mix = []
     for i in range(64):
         src = (f"127.0.1.{i + 2}", 5000)
-        fields = [f"load{i}", "10.0.0.1", 1, False, 300.0]
-        [(c, _)] = core.receive(encode_request(Kind.REGISTER, 1, fields), src, 0.0)
-        cookie = decode_control(Kind.COOKIE, c)[1]
-        [(r, _)] = core.receive(encode_request(Kind.REGISTER, 1, fields, cookie), src, 0.0)
-        token = decode_control(Kind.REGISTERED, r)[1]
-        refresh = encode_request(Kind.REFRESH, 7, [f"load{i}", token])
-        mix += [(refresh, src), (refresh, src), (encode_request(Kind.LIST, 8, [0]), src),
-                (encode_request(Kind.JOIN, 9, [f"load{(i + 1) % 64}", f"u{i}", "10.0.0.2", 2],
-                                cookie), src),
-                (encode_request(Kind.REGISTER, 10, fields, cookie), src)]
+        ch = ServerChannel(os.urandom)
+        [(c, _)] = core.receive(encode_cookie_request(i), src, 0.0)
+        _, cookie, public = decode_cookie(c)
+        ch.learn(cookie, public)
+        register = seal(ch, HsKind.REGISTER, 10, [f"load{i}", lan, False, 300.0])
+        [(r, _)] = core.receive(register, src, 0.0)
+        token = ch.open(r)[2][0]
+        refresh = seal(ch, HsKind.REFRESH, 7, [f"load{i}", token])
+        mix += [(refresh, src), (refresh, src), (seal(ch, HsKind.LIST, 8, [""]), src),
+                (seal(ch, HsKind.JOIN, 9, [f"load{(i + 1) % 64}", f"u{i}", lan]), src),
+                (register, src)]
     rng = random.Random(1)
     work = [rng.choice(mix) for _ in range(100_000)]
     t = time.perf_counter()

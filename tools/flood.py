@@ -4,8 +4,11 @@
 
 Only for servers of your own on loopback or in your own test namespaces. It sends from
 many source addresses at once (sockets bound to 127.0.0.x, which Linux allows on the
-loopback interface) so that per-address limits are tested too. Prints one JSON line:
-what it sent.
+loopback interface) so that per-address limits are tested too: random bytes, cookie
+requests, sealed requests with a wrong cookie (what a spoofed source can send), and, from
+each socket that fetched a real cookie, sealed requests that make the server do its key
+work (squatting names, joining, listing, refreshing with guessed tokens, asking for
+relays). Prints one JSON line: what it sent.
 """
 
 from __future__ import annotations
@@ -18,19 +21,42 @@ import socket
 import sys
 import time
 
-from framework.protocol.requests import encode_request
-from framework.protocol.wire import Kind
+from framework.protocol.hschannel import ServerChannel
+from framework.protocol.wire import (
+    COOKIE_SIZE,
+    CandidateKind,
+    HsKind,
+    Kind,
+    encode_cookie_request,
+    encode_relay,
+    header,
+)
+
+from .hsclient import channels, seal
 
 
-def payloads(rng: random.Random) -> list[bytes]:
+def junk(rng: random.Random) -> list[bytes]:
+    """What any source can send without a cookie."""
     out = [rng.randbytes(n) for n in (0, 3, 40, 200, 1200)]
-    for i in range(50):
-        out.append(encode_request(Kind.REGISTER, i, [f"squat{i}", "10.0.0.1", 1, False, 60.0]))
-        out.append(encode_request(Kind.JOIN, i, [f"squat{i}", "x", "10.0.0.1", 1]))
-        out.append(encode_request(Kind.LIST, i, [0]))
-        out.append(encode_request(Kind.REFRESH, i, [f"squat{i}", rng.randbytes(16)]))
-        out.append(encode_request(Kind.RELAY_REQUEST, i, [f"squat{i}", "x"]))
-        out.append(b"P2\x01\x0e" + rng.randbytes(8) + rng.randbytes(40))  # RELAY junk
+    wrong = ServerChannel(rng.randbytes)  # a made-up server key: the cookie is wrong too
+    wrong.learn(bytes(COOKIE_SIZE), ServerChannel(rng.randbytes).share)
+    for i in range(20):
+        out.append(encode_cookie_request(i))
+        out.append(seal(wrong, HsKind.REGISTER, i, [f"squat{i}", [], False, 60.0]))
+        out.append(encode_relay(rng.randbytes(8), header(Kind.DATA) + rng.randbytes(40)))
+    return out
+
+
+def sealed(ch: ServerChannel, rng: random.Random) -> list[bytes]:
+    """Requests from a socket that has a real cookie: each makes the server open a seal."""
+    lan = [["10.0.0.1", 1, int(CandidateKind.LAN)]]
+    out = []
+    for i in range(10):
+        out.append(seal(ch, HsKind.REGISTER, i, [f"squat{i}", lan, False, 60.0]))
+        out.append(seal(ch, HsKind.JOIN, i, [f"squat{i}", "x", lan]))
+        out.append(seal(ch, HsKind.LIST, i, [""]))
+        out.append(seal(ch, HsKind.REFRESH, i, [f"squat{i}", rng.randbytes(16)]))
+        out.append(seal(ch, HsKind.RELAY_REQUEST, i, [f"squat{i}", "x"]))
     return out
 
 
@@ -44,21 +70,23 @@ def flood(target: tuple[str, int], seconds: float, sources: int, seed: int) -> d
         s.setblocking(False)
         s.bind((f"127.0.{i // 250}.{2 + i % 250}", 0))
         socks.append(s)
-    data = payloads(rng)
+    common = junk(rng)
+    ready = channels(socks, target)
+    data = [common + (sealed(ready[i], rng) if i in ready else []) for i in range(len(socks))]
     sent = errors = 0
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        for s in socks:
+        for i, s in enumerate(socks):
             for _ in range(8):
                 try:
-                    s.sendto(rng.choice(data), target)
+                    s.sendto(rng.choice(data[i]), target)
                     sent += 1
                 except OSError:
                     errors += 1
     for s in socks:
         s.close()
     return {"sent": sent, "send_errors": errors, "seconds": seconds, "sources": sources,
-            "per_sec": round(sent / seconds)}
+            "with_cookie": len(ready), "per_sec": round(sent / seconds)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,12 +18,13 @@ from typing import Any
 from twisted.internet import reactor, task
 from twisted.internet.protocol import DatagramProtocol
 
+from framework.protocol.crypto import KeyPair
 from server.core import HandshakeCore, ServerConfig
 
 
 class Handshake(DatagramProtocol):  # type: ignore[misc,unused-ignore]
     def __init__(self, config: ServerConfig) -> None:
-        self.core = HandshakeCore(config, os.urandom)
+        self.core = HandshakeCore(config, os.urandom, KeyPair.generate(os.urandom))
 
     def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:
         transport: Any = self.transport  # Twisted's interface types do not fit UDP writes
