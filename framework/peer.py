@@ -20,6 +20,7 @@ import pygame
 
 from . import events as pg_events
 from .protocol import events as ev
+from .protocol.addresses import Address
 from .protocol.config import Config
 from .protocol.delivery import Delivery
 from .protocol.session import Session
@@ -29,7 +30,6 @@ from .protocol.wire import HEADER, Kind
 
 log = logging.getLogger(__name__)
 
-Address = tuple[str, int]
 #: Upper bound of datagrams read in one tick, so a flood cannot freeze a frame.
 MAX_READS_PER_TICK = 4096
 #: Receive buffer we ask the kernel for: a burst of a few hundred full datagrams.

@@ -16,32 +16,13 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from framework.protocol.addresses import Address, is_local_address
 from framework.protocol.wire import CandidateKind
-
-from .config import Address
 
 #: Candidates in one introduction (the wire's schema allows four).
 MAX_CANDIDATES = 4
 
 Candidate = list[Any]  # [ip: str, port: int, kind: int], as on the wire
-
-#: Networks a LAN address may be in (RFC 1918, RFC 6598 shared, link-local, loopback,
-#: RFC 4193 unique local). Python's is_private also admits documentation and other
-#: special ranges, which are not local networks. The same list as the peer's
-#: ``framework.protocol.peers.LOCAL_NETWORKS``: that module imports the whole session
-#: machinery, which the server must not depend on; both should share one small module.
-LOCAL_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
-    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16",
-    "127.0.0.0/8", "fc00::/7", "fe80::/10", "::1/128"))
-
-
-def is_local_address(host: str) -> bool:
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return any(ip in net for net in LOCAL_NETWORKS if net.version == ip.version)
-
 
 def _same_ip(a: str, b: str) -> bool:
     try:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from framework.protocol.addresses import Address
 from framework.protocol.wire import ErrorCode, HsKind
 
-Address = tuple[str, int]
 #: A datagram to send, and where to.
 Reply = tuple[bytes, Address]
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 import math
 import struct
 
+from framework.protocol.addresses import Address
 from framework.protocol.crypto import mac, verify
-
-from .config import Address
 
 _WINDOW = struct.Struct("!q")
 _PORT = struct.Struct("!H")

@@ -23,6 +23,7 @@ import logging
 import traceback
 from collections.abc import Callable
 
+from framework.protocol.addresses import Address
 from framework.protocol.crypto import KeyPair
 from framework.protocol.errors import ProtocolError
 from framework.protocol.limits import Buckets, prefix_of
@@ -35,7 +36,7 @@ from framework.protocol.wire import (
 )
 
 from .channels import CompactServerKeys
-from .config import Address, Reply, ServerConfig, ServerStats
+from .config import Reply, ServerConfig, ServerStats
 from .cookies import Cookies
 from .handlers import Requests
 from .registry import Registration

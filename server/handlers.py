@@ -14,11 +14,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from framework.protocol.addresses import Address
 from framework.protocol.hschannel import ServerKeys
 from framework.protocol.wire import SEALED_REPLY_OVERHEAD, ErrorCode, HsKind, encode_hs_body
 
 from .candidates import candidates_of
-from .config import Address, Reply, ServerConfig, ServerStats
+from .config import Reply, ServerConfig, ServerStats
 from .introductions import Introductions
 from .registry import Registry
 from .relays import Relays

@@ -15,12 +15,13 @@ import struct
 from collections import Counter
 from dataclasses import dataclass
 
+from framework.protocol.addresses import Address
 from framework.protocol.crypto import lp
 from framework.protocol.limits import prefix_of
 from framework.protocol.wire import ErrorCode
 
 from .candidates import Candidate
-from .config import Address, ServerConfig
+from .config import ServerConfig
 
 JOIN_TOKEN_SIZE = 32
 _EXPIRY = struct.Struct("!d")

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from framework.protocol.addresses import Address
 from framework.protocol.constants import TOKEN_SIZE
 from framework.protocol.crypto import verify
 from framework.protocol.limits import prefix_of
@@ -20,7 +21,7 @@ from framework.protocol.names import skeleton
 from framework.protocol.wire import ErrorCode
 
 from .candidates import Candidate
-from .config import Address, ServerConfig
+from .config import ServerConfig
 
 
 @dataclass(slots=True)

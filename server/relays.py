@@ -14,10 +14,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from framework.protocol.addresses import Address
 from framework.protocol.limits import TokenBucket
 from framework.protocol.wire import decode_relay
 
-from .config import Address, Reply, ServerConfig, ServerStats
+from .config import Reply, ServerConfig, ServerStats
 
 log = logging.getLogger("server")
 

@@ -11,9 +11,9 @@ import socket
 import threading
 import time
 
+from framework.protocol.addresses import Address
 from framework.protocol.crypto import KeyPair
 
-from .config import Address
 from .core import HandshakeCore, ServerConfig
 
 log = logging.getLogger("server")

@@ -7,11 +7,12 @@ from __future__ import annotations
 import logging
 
 from . import events as ev
+from .addresses import Address
 from .channels import ReassemblyBudget
 from .config import Config
 from .connection import ConnectionConfig
 from .crypto import RandomBytes
-from .peers import Address, Route
+from .peers import Route
 from .values import Encoder
 from .wire import encode_relay
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-Address = tuple[str, int]
+from .addresses import Address
 
 
 @dataclass(frozen=True, slots=True)

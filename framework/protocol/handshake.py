@@ -25,6 +25,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from . import events as ev
+from .addresses import is_local_address
 from .connection import Connection
 from .constants import (
     GUESS_BURST,
@@ -47,7 +48,6 @@ from .peers import (
     RemoteState,
     Role,
     Route,
-    is_local_address,
 )
 from .protection import PacketProtection
 from .wire import (

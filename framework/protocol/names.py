@@ -48,10 +48,20 @@ def _script(ch: str) -> str | None:
     return None
 
 
+def _plain_ascii(name: str) -> bool:
+    """The common case, checked fast: printable ASCII (its own NFKC form, one script,
+    nothing invisible), single spaces inside only."""
+    return (name.isascii() and name.isprintable() and 0 < len(name) <= MAX_NAME_LENGTH
+            and name[0] != " " and name[-1] != " " and "  " not in name
+            and name != HS_SERVER_NAME)
+
+
 def normalize_name(name: object) -> str:
     """The name's normal form; BadName says what is wrong with it."""
     if type(name) is not str:
         raise BadName("a name must be a string")
+    if _plain_ascii(name):
+        return name
     if len(name) > 4 * MAX_NAME_LENGTH:  # before NFKC, which may grow it (bounded work)
         raise BadName(f"a name has at most {MAX_NAME_LENGTH} characters")
     norm = unicodedata.normalize("NFKC", name)
@@ -79,6 +89,13 @@ def normalize_name(name: object) -> str:
 
 def is_valid_name(name: object) -> bool:
     """True for a name already in normal form and allowed (the wire's check)."""
+    if type(name) is not str:
+        return False
+    return _plain_ascii(name) or _valid_unicode(name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _valid_unicode(name: str) -> bool:
     try:
         return normalize_name(name) == name
     except BadName:
@@ -100,13 +117,21 @@ def _representatives() -> dict[str, str]:
             parent[c], c = root, parent[c]
         return root
 
+    def union(x: str, y: str) -> None:
+        a, b = find(x), find(y)
+        if a != b:
+            # The smaller code point represents the class: ASCII wins where present.
+            lo, hi = (a, b) if a < b else (b, a)
+            parent[hi] = lo
+
     for ch, entries in data.items():
         for entry in entries:
-            a, b = find(ch), find(entry["c"])
-            if a != b:
-                # The smaller code point represents the class: ASCII wins where present.
-                lo, hi = (a, b) if a < b else (b, a)
-                parent[hi] = lo
+            union(ch, entry["c"])
+    # "O" looks like "0" while "o" does not: join each ASCII letter with its other case,
+    # so that "HELLO" meets "hello". (Joining every letter of the table with its other
+    # case chains unrelated letters together: "cat" would meet "car".)
+    for ch in map(chr, range(0x41, 0x5B)):
+        union(ch, ch.lower())
     return {c: find(c) for c in list(parent)}
 
 

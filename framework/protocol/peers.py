@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import enum
-import ipaddress
 import logging
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from .addresses import Address
 from .connection import Connection
 from .crypto import KeyPair, Pake, SessionKeys
 
 log = logging.getLogger(__name__)
 
-Address = tuple[str, int]
 
 # System messages on SYSTEM_CHANNEL: msgpack arrays whose first element is one of these.
 SYS_PING = 0
@@ -24,22 +23,6 @@ SYS_FORWARD_FAILED = 4
 SYS_BYE = 5
 SYS_PATH_CHALLENGE = 6
 SYS_PATH_RESPONSE = 7
-
-
-#: Networks a LAN address may be in (RFC 1918, RFC 6598 shared, link-local, loopback,
-#: RFC 4193 unique local). Python's is_private also admits documentation and other
-#: special ranges, which are not local networks.
-LOCAL_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
-    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16",
-    "127.0.0.0/8", "fc00::/7", "fe80::/10", "::1/128"))
-
-
-def is_local_address(host: str) -> bool:
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return any(ip in net for net in LOCAL_NETWORKS if net.version == ip.version)
 
 
 class PathKind(enum.Enum):

@@ -11,11 +11,12 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from . import events as ev
+from .addresses import Address
 from .constants import MAX_LIST_PAGES
 from .context import Context
 from .errors import ProtocolError
 from .hschannel import KeyMismatch
-from .peers import Address, ListQuery, Role
+from .peers import ListQuery, Role
 from .requests import Request, RequestTracker
 from .wire import REQUEST_SIZE, ErrorCode, HsKind, Kind, error_text
 

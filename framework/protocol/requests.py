@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .addresses import Address
 from .context import Context
 from .crypto import RandomBytes
 from .errors import ProtocolError
 from .hschannel import ServerChannel
-from .peers import Address
 from .wire import HsKind, decode_cookie, encode_cookie_request, request_size
 
 #: A request whose server keeps answering with a new cookie gives up asking after this.

@@ -23,6 +23,7 @@ import logging
 from typing import Any
 
 from . import events as ev
+from .addresses import Address, is_local_address
 from .config import Config
 from .connection import Connection
 from .constants import DEPARTED_GRACE
@@ -34,7 +35,7 @@ from .handshake import Handshakes
 from .messaging import Messaging
 from .names import normalize_name
 from .paths import Paths
-from .peers import Address, Known, PathKind, Remote, RemoteState, Role, Route, is_local_address
+from .peers import Known, PathKind, Remote, RemoteState, Role, Route
 from .rendezvous import Rendezvous
 from .wire import CandidateKind, Kind, decode_relay, peek_kind
 
