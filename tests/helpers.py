@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -22,11 +23,32 @@ ROOT = Path(__file__).resolve().parent.parent
 Address = tuple[str, int]
 
 
+def key_fingerprint(key_file: Path) -> str:
+    """The fingerprint of a handshake server key file (made if missing), as
+    ``python -m server --print-fingerprint`` tells it."""
+    out = subprocess.run([sys.executable, "-m", "server", "--key-file", str(key_file),
+                          "--print-fingerprint"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60, check=True)
+    return out.stdout.strip().split()[-1]
+
+
 @contextmanager
-def server_process(*extra: str) -> Iterator[tuple[subprocess.Popen[str], Address]]:
-    """Run ``python -m server`` on a free loopback port; yield it and its address."""
+def server_process(*extra: str, key_file: Path | None = None
+                   ) -> Iterator[tuple[subprocess.Popen[str], Address]]:
+    """Run ``python -m server`` on a free loopback port; yield it and its address. Its
+    key lives in a file of the test's (a temporary one unless given)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        key = key_file if key_file is not None else Path(tmp) / "server.key"
+        with _server(key, extra) as running:
+            yield running
+
+
+@contextmanager
+def _server(key: Path, extra: tuple[str, ...]
+            ) -> Iterator[tuple[subprocess.Popen[str], Address]]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", "0", *extra],
+        [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", "0",
+         "--key-file", str(key), *extra],
         cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     try:
         assert proc.stderr is not None

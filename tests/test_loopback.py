@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import socket
 import time
+from pathlib import Path
 
 import numpy as np
 import pygame
@@ -23,7 +24,7 @@ from framework.protocol.wire import (
     encode_cookie_request,
 )
 from server import HandshakeServer
-from tests.helpers import Recorder, server_process
+from tests.helpers import Recorder, key_fingerprint, server_process
 
 LOCAL = ("127.0.0.1", 0)
 FAST = dict(secs_between_peer_checks=1.0, secs_to_await_reply=0.2, attempts_before_expiration=3)
@@ -344,3 +345,43 @@ def test_post_events_false_keeps_events_out_of_pygames_queue(hs: HandshakeServer
             assert pygame.event.get(events.CONFIRMED_AS_SERVER) == []
     finally:
         pygame.display.quit()
+
+
+def test_a_pinned_fingerprint_is_checked_and_a_wrong_one_refused(tmp_path: Path) -> None:
+    key = tmp_path / "hs.key"
+    fingerprint = key_fingerprint(key)
+    with server_process(key_file=key) as (_, hs_addr):
+        host, impostor_victim = Peer(), Peer()
+        rec = Recorder(host, impostor_victim)
+        host.init_server(hs_addr, LOCAL, "pinned", handshake_key=fingerprint.upper())
+        assert rec.run(lambda: rec.has(host, events.CONFIRMED_AS_SERVER))
+        assert host.handshake_fingerprint == fingerprint
+        wrong = "0000-" + fingerprint[5:]
+        impostor_victim.init_client(hs_addr, LOCAL, "alice", "pinned", handshake_key=wrong)
+        assert rec.run(lambda: rec.has(impostor_victim, events.SESSION_TERMINATED))
+        assert "not the pinned" in rec.of(impostor_victim, events.ERROR)[0].message
+        with pytest.raises(ValueError):
+            Peer().init_client(hs_addr, LOCAL, "bob", "pinned", handshake_key="not-a-key")
+        for p in (host, impostor_victim):
+            p.close()
+
+
+def test_a_list_of_wide_names_through_a_real_server() -> None:
+    """Sixteen games named with 32 CJK characters each, from one address: every name
+    comes back, in pages that fit a datagram (this stopped the original server)."""
+    names = [chr(0x4E00 + i) * 31 + chr(0x4E00 + 100 + i) for i in range(16)]
+    with server_process() as (proc, hs_addr):
+        hosts = [Peer() for _ in names]
+        asker = Peer()
+        rec = Recorder(*hosts, asker)
+        for peer, name in zip(hosts, names, strict=True):
+            peer.init_server(hs_addr, LOCAL, name)
+        assert rec.run(lambda: all(rec.has(p, events.CONFIRMED_AS_SERVER) for p in hosts),
+                       timeout=20)
+        asker.request_server_list(hs_addr)
+        assert rec.run(lambda: rec.has(asker, events.RECEIVED_SERVER_LIST))
+        assert sorted(rec.of(asker, events.RECEIVED_SERVER_LIST)[0].server_names) == \
+            sorted(names)
+        assert proc.poll() is None
+        for p in (*hosts, asker):
+            p.close()
