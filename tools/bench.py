@@ -179,6 +179,7 @@ def bench_tick() -> dict[str, float]:
 def bench_loss_latency() -> dict[float, dict[str, float]]:
     from framework.protocol.connection import Connection, ConnectionConfig  # noqa: PLC0415
     from framework.protocol.delivery import Delivery  # noqa: PLC0415
+    from framework.protocol.protection import PacketProtection  # noqa: PLC0415
     from framework.protocol.simulator import NetworkSimulator, SimSettings  # noqa: PLC0415
     from framework.protocol.values import encode_value  # noqa: PLC0415
 
@@ -186,7 +187,8 @@ def bench_loss_latency() -> dict[float, dict[str, float]]:
     out = {}
     for loss in (0.05, 0.10, 0.25):
         cfg = ConnectionConfig(attempts_before_expiration=1000, secs_between_peer_checks=1e6)
-        a, b = Connection(cfg, 0.0), Connection(cfg, 0.0)
+        pa, pb = PacketProtection.pair(os.urandom)
+        a, b = Connection(cfg, 0.0, pa), Connection(cfg, 0.0, pb)
         ab: NetworkSimulator[str] = NetworkSimulator(SimSettings(loss=loss, latency=0.05,
                                                                   seed=11))
         ba: NetworkSimulator[str] = NetworkSimulator(SimSettings(loss=loss, latency=0.05,
@@ -348,7 +350,7 @@ def bench_profile() -> dict[str, float]:
         t = time.perf_counter()
         if sent < n:
             for _ in range(250):
-                alice.send("host", payload, Delivery.RELIABLE_ORDERED, 0, now)
+                alice.send("host", payload, Delivery.RELIABLE_ORDERED, 0)
             sent += 250
         alice.handle_timer(now)
         out = [d for d, _ in alice.datagrams_to_send()]
