@@ -59,6 +59,13 @@ _NS_RE = re.compile(rf"^({PREFIX_ROOT}[0-9a-f]{{6}})-")
 DOC_NETS = tuple(
     ipaddress.IPv4Network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")
 )
+#: A "public" range for routers whose WAN address must look routable: miniupnpd refuses to
+#: map ports behind an address in a reserved range (RFC 5737 included). 100.63.0.0/24 is
+#: ordinary unicast space just below the shared range 100.64.0.0/10; inside the bed it is
+#: safe because the namespaces have no link to the host and no default route, so nothing
+#: addressed to it (or sent from it) can leave the bed. Only routers use it.
+MAPPING_NET = ipaddress.IPv4Network("100.63.0.0/24")
+PUBLIC_NETS = (*DOC_NETS, MAPPING_NET)
 #: And only these behind a router (RFC 1918).
 PRIVATE_NETS = tuple(
     ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
@@ -483,16 +490,17 @@ class NetBed:
     def _wire_to_internet(self, node_ns: str, name: str, ip: str) -> None:
         assert self._inet is not None
         addr = ipaddress.ip_address(ip)
-        if not any(addr in net for net in DOC_NETS):
-            raise ValueError(f"public address {ip} is not in a documentation range (RFC 5737)")
+        if not any(addr in net for net in PUBLIC_NETS):
+            raise ValueError(f"public address {ip} is not in a documentation range (RFC 5737)"
+                             f" or {MAPPING_NET}")
         port = f"p-{name}"[:IFNAMSIZ]
         _run(["ip", "-n", node_ns, "link", "add", "wan", "type", "veth",
               "peer", "name", port, "netns", self._inet])
         _run(["ip", "-n", self._inet, "link", "set", port, "master", "br0", "up"])
-        own = next(net for net in DOC_NETS if addr in net)
+        own = next(net for net in PUBLIC_NETS if addr in net)
         _run(["ip", "-n", node_ns, "addr", "add", f"{ip}/{own.prefixlen}", "dev", "wan"])
         _run(["ip", "-n", node_ns, "link", "set", "wan", "up"])
-        for net in DOC_NETS:
+        for net in PUBLIC_NETS:
             if net != own:  # the other documentation nets are on the same wire
                 _run(["ip", "-n", node_ns, "route", "add", str(net), "dev", "wan"])
 
