@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.netbed import LOCK_DIR, MAPPING_NET, NetBedError, Router, _readline
+from tests.netbed import LOCK_DIR, MAPPING_NET, LineReader, NetBedError, Router
 
 MINIUPNPD = "/usr/sbin/miniupnpd"
 TABLE = "miniupnpd"
@@ -118,30 +118,12 @@ def start_miniupnpd(
                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                         stderr=subprocess.STDOUT)
     daemon = Miniupnpd(router, proc, config, http_port)
-    assert proc.stdout is not None
+    log = LineReader(proc)  # reads its output in a thread so its pipe never fills
     deadline = time.monotonic() + timeout
-    seen: list[str] = []
-    while time.monotonic() < deadline:
-        line = _readline(proc.stdout, max(0.05, deadline - time.monotonic()))
-        if not line:
-            if proc.poll() is not None:
-                break
-            continue
-        seen.append(line.rstrip())
-        if "HTTP listening on port" in line:
-            # Keep reading its log in the background so its pipe never fills.
-            _drain(proc)
+    while time.monotonic() < deadline and proc.poll() is None:
+        if "HTTP listening on port" in log.text():
             return daemon
+        time.sleep(0.05)
     daemon.stop()
-    raise NetBedError("miniupnpd did not start:\n" + "\n".join(seen[-20:]))
+    raise NetBedError("miniupnpd did not start:\n" + log.text()[-3000:])
 
-
-def _drain(proc: subprocess.Popen[str]) -> None:
-    import threading
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for _ in proc.stdout:
-            pass
-
-    threading.Thread(target=pump, daemon=True).start()
