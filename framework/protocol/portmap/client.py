@@ -68,6 +68,7 @@ class UdpMappingClient:
         self.lifetime = 0.0
         self.dropped = 0  #: datagrams dropped as malformed, unexpected or from elsewhere
         self.failure: str | None = None
+        self.epoch_resets = 0  #: times the gateway's epoch showed it had restarted
         self._rng = rng or random.Random()
         self._exchanges: dict[str, Exchange] = {}
         self._renew_at: float | None = None
@@ -191,14 +192,14 @@ class UdpMappingClient:
 
     def _check_epoch(self, epoch: int, now: float) -> None:
         """RFC 6886 §3.6 / RFC 6887 §8.5: an epoch that went back means the gateway lost
-        its mappings; map again at once."""
+        its state. Every answer we take is to a request that (re)creates the mapping, so
+        there is nothing to redo; the reset is counted and logged."""
         if self._epoch is not None:
             prev, then = self._epoch
-            if epoch < prev + (now - then) * 7 / 8 - EPOCH_SLACK and self.state is \
-                    MappingState.MAPPED:
-                log.info("%s: gateway epoch went back (%d -> %d), mapping again",
+            if epoch < prev + (now - then) * 7 / 8 - EPOCH_SLACK:
+                self.epoch_resets += 1
+                log.info("%s: gateway epoch went back (%d -> %d): it restarted",
                          self.protocol, prev, epoch)
-                self._renew_at = now
         self._epoch = (epoch, now)
 
     def _on_address(self, reply: Reply, now: float) -> None:
