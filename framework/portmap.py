@@ -127,13 +127,14 @@ class PortMapper:
     ``gateway``: the router to ask (default: the default route's gateway; none found ->
     the mapper fails at once, quietly). ``protocols``: which to try, from
     ("pcp", "natpmp", "upnp"). ``lifetime``: seconds asked for each mapping (renewed at
-    half). ``clock``: what ``tick()`` without an argument reads.
+    half). ``clock``: what ``tick()`` without an argument reads. ``gateway_port``: where
+    PCP and NAT-PMP requests go (5351; other values are for tests).
     """
 
     def __init__(
         self, internal_port: int, *, gateway: str | None = None,
         protocols: Sequence[str] = PROTOCOLS, lifetime: int = 7200,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.monotonic, gateway_port: int = PMP_PORT,
     ) -> None:
         unknown = set(protocols) - set(PROTOCOLS)
         if unknown:
@@ -141,6 +142,7 @@ class PortMapper:
         self.internal_port = internal_port
         self.protocols = tuple(protocols)
         self.lifetime = lifetime
+        self.gateway_port = gateway_port
         self.gateway = gateway or default_gateway()
         self.client_ip = local_ip_towards(self.gateway) if self.gateway else None
         #: Datagrams dropped (malformed, unexpected) and socket errors, for diagnostics.
@@ -246,7 +248,7 @@ class PortMapper:
             self.stats["socket_errors"] += 1
             self._give_up(f"cannot open the port mapping sockets: {exc}")
             return
-        server = (self.gateway, PMP_PORT)
+        server = (self.gateway, self.gateway_port)
         first = next((p for p in self.protocols if p != "upnp"), None)
         if first == "pcp":
             self._clients["pcp"] = PcpClient(server, self.internal_port, self.client_ip,
@@ -341,7 +343,7 @@ class PortMapper:
         for name, client in self._clients.items():
             for data in client.datagrams_to_send():
                 sock, dest = (self._ssdp, SSDP_ADDR) if name == "upnp" else \
-                    (self._udp, (self.gateway or "", PMP_PORT))
+                    (self._udp, (self.gateway or "", self.gateway_port))
                 if sock is None:
                     continue
                 try:
@@ -378,7 +380,7 @@ class PortMapper:
             if name == "pcp" and "natpmp" in self.protocols and not self._closing \
                     and self._chosen is None:
                 assert self.gateway is not None
-                nat = NatPmpClient((self.gateway, PMP_PORT), self.internal_port,
+                nat = NatPmpClient((self.gateway, self.gateway_port), self.internal_port,
                                    lifetime=self.lifetime)
                 self._clients["natpmp"] = nat
                 nat.start(now)

@@ -55,6 +55,7 @@ class Miniupnpd:
     router: Router
     proc: subprocess.Popen[str]
     config: Path
+    pid_file: Path
     http_port: int
 
     def mappings(self) -> str:
@@ -71,6 +72,7 @@ class Miniupnpd:
                 self.proc.kill()
                 self.proc.wait(timeout=3.0)
         self.config.unlink(missing_ok=True)
+        self.pid_file.unlink(missing_ok=True)
 
 
 def start_miniupnpd(
@@ -80,7 +82,8 @@ def start_miniupnpd(
     """Run miniupnpd in ``router``'s namespace with UPnP IGD, NAT-PMP and PCP enabled.
 
     Also lets DNAT'ed packets through the router's firewall (``--ctstate DNAT``): a port
-    forward is the point. Returns once the daemon listens; the bed kills it at close.
+    forward is the point. Returns once the daemon listens; ``stop()`` ends it (the bed also
+    kills it at close).
     """
     ok, why = miniupnpd_available()
     if not ok:
@@ -114,14 +117,16 @@ def start_miniupnpd(
         "deny 0-65535 0.0.0.0/0 0-65535",
         "",
     ]))
-    proc = router.popen([MINIUPNPD, "-d", "-f", str(config), "-P", str(base) + ".pid"],
+    pid_file = base.with_suffix(".pid")
+    proc = router.popen([MINIUPNPD, "-d", "-f", str(config), "-P", str(pid_file)],
                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                         stderr=subprocess.STDOUT)
-    daemon = Miniupnpd(router, proc, config, http_port)
+    daemon = Miniupnpd(router, proc, config, pid_file, http_port)
     log = LineReader(proc)  # reads its output in a thread so its pipe never fills
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         if "HTTP listening on port" in log.text():
+            config.unlink(missing_ok=True)  # read once at start; nothing left behind
             return daemon
         time.sleep(0.05)
     daemon.stop()
