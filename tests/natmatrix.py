@@ -34,6 +34,12 @@ from tests.usernat import KINDS, NatBehavior
 ALL_BEHAVIORS = [NatBehavior(m, f, hairpin=h) for h in (False, True) for m in KINDS
                  for f in KINDS]
 HS_IP = "203.0.113.10"
+
+
+def behavior_pairs(*, hairpin: bool = False) -> list[tuple[NatBehavior, NatBehavior]]:
+    """Every unordered pair of the 9 mapping x filtering behaviours (45 pairs)."""
+    kinds = [b for b in ALL_BEHAVIORS if b.hairpin == hairpin]
+    return [(x, y) for i, x in enumerate(kinds) for y in kinds[i:]]
 SCRIPT = str(Path(__file__).resolve())
 
 

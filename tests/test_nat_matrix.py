@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_netns
-from tests.natmatrix import ALL_BEHAVIORS, ProbeClient, send_from
+from tests.natmatrix import ALL_BEHAVIORS, HS_IP, ProbeClient, send_from, two_players
 from tests.netbed import LineReader, NetBed, Node
 from tests.usernat import NatBehavior
 
@@ -95,3 +95,36 @@ def test_behaviour(nat: tuple[NatBehavior, NetBed]) -> None:
             assert got[0] == pa
     else:
         assert got == [], behavior.label
+
+
+PUNCH_CASES = [
+    (NatBehavior("endpoint", "address-port"), NatBehavior("endpoint", "address-port"), 0, True),
+    (NatBehavior("endpoint", "endpoint"), NatBehavior("endpoint", "address"), 20, True),
+    (NatBehavior("address-port", "address-port"), NatBehavior("address-port", "address-port"),
+     0, False),
+]
+
+
+@pytest.mark.parametrize(("nat_a", "nat_b", "delay_ms", "works"), PUNCH_CASES,
+                         ids=lambda v: v.label if isinstance(v, NatBehavior) else str(v))
+def test_two_players_punch_as_the_behaviours_predict(
+    netbed: NetBed, nat_a: NatBehavior, nat_b: NatBehavior, delay_ms: int, works: bool
+) -> None:
+    """two_players() as the lead will use it: plain hole punching (no engine) crosses
+    endpoint-independent mappings, with delay and loss too, and never two symmetric ones."""
+    p = two_players(netbed, nat_a, nat_b, delay_ms=delay_ms, loss=0.05 if delay_ms else 0.0)
+    start_echo(p.hs, 3478)
+    argv = [NETBED, "punch", "--server", f"{HS_IP}:3478", "--bind-port", "4000",
+            "--timeout", "4"]
+    pa, pb = p.a.python(argv), p.b.python(argv)
+    ra, rb = LineReader(pa), LineReader(pb)
+    pub_a = ra.wait_for(lambda r: "public" in r, 10.0)
+    pub_b = rb.wait_for(lambda r: "public" in r, 10.0)
+    assert pub_a and pub_b, (ra.text(), rb.text())
+    assert pa.stdin and pb.stdin
+    pa.stdin.write("{} {}\n".format(*pub_b["public"]))
+    pb.stdin.write("{} {}\n".format(*pub_a["public"]))
+    res_a = ra.wait_for(lambda r: "ok" in r, 15.0)
+    res_b = rb.wait_for(lambda r: "ok" in r, 15.0)
+    assert res_a is not None and res_b is not None
+    assert (res_a["ok"] and res_b["ok"]) is works, (res_a, res_b)

@@ -71,7 +71,7 @@ def test_mapping_opens_a_symmetric_nat(
 
     mapped = out.wait_for(lambda r: "mapped" in r or "failed" in r, 20.0)
     assert mapped is not None and "mapped" in mapped, out.text()
-    assert mapped["protocol"] == protocol.split(",")[0]
+    assert mapped["protocol"] == protocol.split(",", maxsplit=1)[0]
     ip, port = mapped["mapped"]
     assert ip == PUBLIC
     assert daemon.mappings().count(f"dport {port}") == 1
