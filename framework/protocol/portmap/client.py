@@ -164,9 +164,7 @@ class UdpMappingClient:
         return out
 
     def get_timer(self) -> float | None:
-        times = [t for ex in self._exchanges.values()
-                 for t in (ex.next_send if ex.sent < ex.schedule.attempts else None,
-                           ex.deadline()) if t is not None]
+        times = [ex.deadline() for ex in self._exchanges.values()]
         times += [t for t in (self._renew_at, self._expires_at) if t is not None]
         return min(times) if times else None
 

@@ -1,7 +1,7 @@
 """What every port mapping client shares: its events, its states, a bounded retransmission
 schedule, and the base class holding the request/renew/delete cycle.
 
-A client is a plain object (aioquic style): ``start(now)``, ``receive_datagram(data, now)``,
+A client is a plain object (aioquic style): ``start(now)``, ``receive_datagram(data, addr, now)``,
 ``handle_timer(now)``, ``datagrams_to_send()``, ``get_timer()``, ``next_event()`` and
 ``close(now)``. It never raises on what the network sends: a malformed or unexpected reply
 is dropped and counted in ``dropped``.
@@ -12,7 +12,6 @@ from __future__ import annotations
 import enum
 import logging
 import random
-from collections import deque
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
@@ -110,19 +109,6 @@ class Exchange:
         return self.sent >= self.schedule.attempts and now >= self.next_send
 
     def deadline(self) -> float:
-        end = self.started + self.schedule.give_up
-        if self.sent >= self.schedule.attempts:
-            return min(end, self.next_send)
-        return min(end, self.next_send)
+        """When this exchange next needs attention: a resend or giving up."""
+        return min(self.started + self.schedule.give_up, self.next_send)
 
-
-class Outbox:
-    """Datagrams and events waiting to be taken by the shell."""
-
-    def __init__(self) -> None:
-        self.datagrams: list[bytes] = []
-        self.events: deque[MappingEvent] = deque()
-
-    def take_datagrams(self) -> list[bytes]:
-        out, self.datagrams = self.datagrams, []
-        return out
