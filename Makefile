@@ -41,6 +41,7 @@ sysdeps:
 		[ -n "$$ours" ] && rm -f /usr/sbin/policy-rc.d; \
 		{ command -v systemctl >/dev/null && systemctl disable --now miniupnpd >/dev/null 2>&1; } ; \
 		{ command -v update-rc.d >/dev/null && update-rc.d miniupnpd disable >/dev/null 2>&1; } ; \
+		{ [ -e /run/miniupnpd.pid ] && command -v service >/dev/null && service miniupnpd stop >/dev/null 2>&1; } ; \
 		exit $$rc; \
 	fi
 

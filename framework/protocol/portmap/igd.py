@@ -120,6 +120,7 @@ class UpnpClient:
                 ("NewProtocol", "UDP"))))
         elif self.state in (MappingState.IDLE, MappingState.FAILED, MappingState.REQUESTING):
             self._search = None
+            self._http = None
             self._set(MappingState.CLOSED, Step.IDLE)
 
     def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
