@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -28,8 +29,13 @@ def map_reply(ext: int = 4000, lifetime: int = 7200, epoch: int = 100, result: i
     return natpmp.MAP_REPLY.pack(0, 129, result, epoch, internal, ext, lifetime)
 
 
+def state(c: Any) -> MappingState:
+    """The client's state, read fresh (no narrowing across calls)."""
+    return MappingState(c.state)
+
+
 def events(c: NatPmpClient) -> list[object]:
-    out = []
+    out: list[object] = []
     while (e := c.next_event()) is not None:
         out.append(e)
     return out
@@ -58,9 +64,9 @@ def test_map_then_renew_at_half_lifetime_then_delete() -> None:
     c.start(0.0)
     assert c.datagrams_to_send() == [b"\x00\x00", natpmp.encode_map_request(4000, 0, 7200)]
     c.receive_datagram(map_reply(ext=4444), GW, 0.01)
-    assert c.state is MappingState.REQUESTING  # still waiting for the public address
+    assert state(c) is MappingState.REQUESTING  # still waiting for the public address
     c.receive_datagram(address_reply(), GW, 0.02)
-    assert c.state is MappingState.MAPPED
+    assert state(c) is MappingState.MAPPED
     assert events(c) == [MappingEstablished("natpmp", ("100.63.0.1", 4444), 7200.0)]
     assert c.get_timer() == 0.01 + 3600
     c.handle_timer(3600.0)
@@ -73,7 +79,7 @@ def test_map_then_renew_at_half_lifetime_then_delete() -> None:
     c.close(3700.0)
     assert c.datagrams_to_send() == [natpmp.encode_map_request(4000, 0, 0)]
     c.receive_datagram(map_reply(ext=0, lifetime=0, epoch=3800), GW, 3700.1)
-    assert c.state is MappingState.CLOSED
+    assert state(c) is MappingState.CLOSED
     assert events(c) == [MappingDeleted("natpmp", True)]
 
 
@@ -82,7 +88,7 @@ def test_retransmits_at_250ms_doubling_and_gives_up() -> None:
     c.start(0.0)
     sends = {0.0: len(c.datagrams_to_send())}
     t = 0.0
-    while c.state is MappingState.REQUESTING:
+    while state(c) is MappingState.REQUESTING:
         timer = c.get_timer()
         assert timer is not None
         t = timer
@@ -103,7 +109,7 @@ def test_delete_unanswered_still_finishes() -> None:
         if timer is None:
             break
         c.handle_timer(timer)
-    assert c.state is MappingState.CLOSED
+    assert state(c) is MappingState.CLOSED
     assert [e for e in events(c) if isinstance(e, MappingDeleted)] == [
         MappingDeleted("natpmp", False)]
 
@@ -112,7 +118,7 @@ def test_error_result_fails() -> None:
     c = NatPmpClient(GW, 4000)
     c.start(0.0)
     c.receive_datagram(address_reply(result=3), GW, 0.1)
-    assert c.state is MappingState.FAILED
+    assert state(c) is MappingState.FAILED
     assert isinstance(events(c)[0], MappingFailed)
 
 
@@ -129,7 +135,7 @@ def test_malformed_and_foreign_replies_are_dropped_and_counted() -> None:
     c.receive_datagram(map_reply(), ("10.0.0.9", 5351), 0.1)  # not the gateway
     c.receive_datagram(map_reply(), ("10.0.0.1", 5350), 0.1)
     assert c.dropped == len(bad) + 2
-    assert c.state is MappingState.REQUESTING
+    assert state(c) is MappingState.REQUESTING
     assert events(c) == []
 
 
@@ -141,7 +147,7 @@ def test_epoch_going_back_is_noticed_and_the_renewal_remaps() -> None:
     assert c.datagrams_to_send() == [natpmp.encode_map_request(4000, 4000, 7200)]
     c.receive_datagram(map_reply(epoch=3), GW, 3600.03)  # the gateway restarted
     assert c.epoch_resets == 1
-    assert c.state is MappingState.MAPPED
+    assert state(c) is MappingState.MAPPED
     assert c.external == ("100.63.0.1", 4000)
 
 

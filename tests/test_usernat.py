@@ -69,7 +69,7 @@ def test_rewrite_keeps_a_valid_udp_packet() -> None:
 
     def fold(data: bytes) -> int:
         data += b"\0" * (len(data) % 2)
-        total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+        total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
         while total >> 16:
             total = (total & 0xFFFF) + (total >> 16)
         return total
