@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from framework.portmap import PortMapper  # noqa: E402
+from framework.portmap import PortMapper
 
 
 def emit(**fields: object) -> None:
