@@ -6,8 +6,9 @@
 ``serve`` binds the "game" UDP socket, ticks a ``PortMapper`` for it at ~100 Hz and answers
 every datagram on the game socket with ``{"echo": <payload>, "from": [ip, port]}``. It
 prints JSON lines: ``{"mapped": [ip, port], "protocol": ...}`` once mapped (or
-``{"failed": ...}``). Stdin commands: ``close`` (close the mapper, tick until done, then
-print ``{"closed": ..., "events": [...]}``), ``quit``.
+``{"failed": ...}``). Stdin commands: ``map`` (with ``--defer``: start mapping only now),
+``close`` (close the mapper, tick until done, then print ``{"closed": ..., "events":
+[...]}``), ``quit``.
 
 ``probe`` sends ``--tries`` datagrams 0.2 s apart to the target and prints
 ``{"answered": bool, "from": [ip, port] | null}``: whether the game socket answered, and
