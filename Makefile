@@ -25,11 +25,24 @@ play: $(STAMP)
 server: $(STAMP)
 	$(PY) -m server --port 5160
 
-# The NAT test bed needs iproute2 and iptables; install them when we are root and they are missing.
+# The NAT test bed needs iproute2, iptables and nft; its port mapping tests need miniupnpd.
+# Installed when we are root and they are missing. miniupnpd's system service must never
+# run on the host: a policy-rc.d (only if none exists) keeps the package from starting it,
+# and it is disabled afterwards; the tests start their own daemon inside a namespace.
 sysdeps:
-	@if [ "$$(id -u)" = 0 ] && { ! command -v ip >/dev/null || ! command -v iptables >/dev/null || ! command -v tc >/dev/null; }; then \
-		echo "installing iproute2 and iptables"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 iptables >/dev/null; \
+	@if [ "$$(id -u)" = 0 ] && { ! command -v ip >/dev/null || ! command -v iptables >/dev/null || ! command -v tc >/dev/null || ! command -v nft >/dev/null; }; then \
+		echo "installing iproute2, iptables and nftables"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 iptables nftables >/dev/null; \
+	fi
+	@if [ "$$(id -u)" = 0 ] && [ ! -x /usr/sbin/miniupnpd ] && command -v apt-get >/dev/null; then \
+		echo "installing miniupnpd (its service stays off)"; \
+		ours=; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && ours=1; fi; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq miniupnpd-nftables miniupnpd >/dev/null; }; rc=$$?; \
+		[ -n "$$ours" ] && rm -f /usr/sbin/policy-rc.d; \
+		{ command -v systemctl >/dev/null && systemctl disable --now miniupnpd >/dev/null 2>&1; } ; \
+		{ command -v update-rc.d >/dev/null && update-rc.d miniupnpd disable >/dev/null 2>&1; } ; \
+		{ [ -e /run/miniupnpd.pid ] && command -v service >/dev/null && service miniupnpd stop >/dev/null 2>&1; } ; \
+		exit $$rc; \
 	fi
 
 test: $(STAMP) sysdeps

@@ -50,7 +50,10 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tests.usernat import NatBehavior
 
 PREFIX_ROOT = "nbt"
 LOCK_DIR = Path("/run/netbed")
@@ -59,6 +62,13 @@ _NS_RE = re.compile(rf"^({PREFIX_ROOT}[0-9a-f]{{6}})-")
 DOC_NETS = tuple(
     ipaddress.IPv4Network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")
 )
+#: A "public" range for routers whose WAN address must look routable: miniupnpd refuses to
+#: map ports behind an address in a reserved range (RFC 5737 included). 100.63.0.0/24 is
+#: ordinary unicast space just below the shared range 100.64.0.0/10; inside the bed it is
+#: safe because the namespaces have no link to the host and no default route, so nothing
+#: addressed to it (or sent from it) can leave the bed. Only routers use it.
+MAPPING_NET = ipaddress.IPv4Network("100.63.0.0/24")
+PUBLIC_NETS = (*DOC_NETS, MAPPING_NET)
 #: And only these behind a router (RFC 1918).
 PRIVATE_NETS = tuple(
     ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
@@ -483,16 +493,17 @@ class NetBed:
     def _wire_to_internet(self, node_ns: str, name: str, ip: str) -> None:
         assert self._inet is not None
         addr = ipaddress.ip_address(ip)
-        if not any(addr in net for net in DOC_NETS):
-            raise ValueError(f"public address {ip} is not in a documentation range (RFC 5737)")
+        if not any(addr in net for net in PUBLIC_NETS):
+            raise ValueError(f"public address {ip} is not in a documentation range (RFC 5737)"
+                             f" or {MAPPING_NET}")
         port = f"p-{name}"[:IFNAMSIZ]
         _run(["ip", "-n", node_ns, "link", "add", "wan", "type", "veth",
               "peer", "name", port, "netns", self._inet])
         _run(["ip", "-n", self._inet, "link", "set", port, "master", "br0", "up"])
-        own = next(net for net in DOC_NETS if addr in net)
+        own = next(net for net in PUBLIC_NETS if addr in net)
         _run(["ip", "-n", node_ns, "addr", "add", f"{ip}/{own.prefixlen}", "dev", "wan"])
         _run(["ip", "-n", node_ns, "link", "set", "wan", "up"])
-        for net in DOC_NETS:
+        for net in PUBLIC_NETS:
             if net != own:  # the other documentation nets are on the same wire
                 _run(["ip", "-n", node_ns, "route", "add", str(net), "dev", "wan"])
 
@@ -507,6 +518,7 @@ class NetBed:
     def nat_router(
         self, name: str, *, public_ip: str, lan: str = "10.0.0.0/24", symmetric: bool = False,
         firewall: bool = True, udp_timeout: int | None = None,
+        behavior: NatBehavior | None = None, seed: int = 1,
     ) -> Router:
         """A NAT router with WAN address ``public_ip`` and LAN ``lan`` (gateway: its first host).
 
@@ -516,6 +528,9 @@ class NetBed:
         ``firewall``: drop unsolicited inbound packets before conntrack keeps them, as home
         routers do. Without it an early punch packet from the other side leaves an entry
         that makes the NAT pick another port for our own first packet to that peer.
+        ``behavior``: any RFC 4787 mapping x filtering x hairpinning for UDP, served by the
+        userspace NAT of ``tests/usernat.py`` (``symmetric`` is then ignored; ``seed``
+        picks its public ports).
         """
         net = ipaddress.IPv4Network(lan)
         if not any(net.subnet_of(p) for p in PRIVATE_NETS):
@@ -528,6 +543,10 @@ class NetBed:
         _run(["ip", "-n", ns, "link", "set", "lan", "up"])
         router = Router(self, name, ns, public_ip, lan=net, gateway=gateway,
                         public_ip=public_ip, symmetric=symmetric)
+        if behavior is not None:
+            self._user_nat(router, behavior, seed)
+            self.nodes[name] = router
+            return router
         rules = [
             "*nat",
             "-A POSTROUTING -o wan -j MASQUERADE" + (" --random-fully" if symmetric else ""),
@@ -548,6 +567,52 @@ class NetBed:
             router.set_udp_timeouts(udp_timeout)
         self.nodes[name] = router
         return router
+
+    def _user_nat(self, router: Router, behavior: NatBehavior, seed: int) -> None:
+        """UDP through tests/usernat.py on an NFQUEUE in raw/PREROUTING (conntrack off for
+        UDP, so the kernel neither NATs nor filters it); other protocols masqueraded."""
+        router._queues += 1
+        queue = router._queues
+        proc = router.python(
+            [str(Path(__file__).with_name("usernat.py")), "--queue", str(queue),
+             "--public", router.public_ip, "--lan", str(router.lan),
+             "--mapping", behavior.mapping, "--filtering", behavior.filtering,
+             "--timeout", str(behavior.timeout), "--seed", str(seed)]
+            + (["--hairpin"] if behavior.hairpin else []),
+            stdin=subprocess.DEVNULL,
+        )
+        assert proc.stdout is not None
+        ready = _readline(proc.stdout, 10.0)
+        if ready.strip() != "ready":
+            proc.kill()
+            raise NetBedError(f"usernat on {router.ns} did not start: {ready!r}")
+        q = f"-j NFQUEUE --queue-num {queue}"
+        rules = [
+            "*raw",
+            "-A PREROUTING -p udp -j CT --notrack",
+            f"-A PREROUTING -p udp -i wan -d {router.public_ip} {q}",
+            f"-A PREROUTING -p udp -i lan {q}",
+            "COMMIT",
+            "*nat",
+            "-A POSTROUTING -o wan ! -p udp -j MASQUERADE",
+            "COMMIT",
+            "*filter",
+            "-A INPUT -i wan -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+            "-A INPUT -i wan -j DROP",
+            "-A FORWARD -i wan -p udp -m conntrack --ctstate UNTRACKED -j ACCEPT",
+            "-A FORWARD -i wan -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+            "-A FORWARD -i wan -j DROP",
+            "COMMIT",
+        ]
+        router.run(["iptables-restore", "-w"], stdin="\n".join(rules) + "\n")
+        # Translated packets carry the router's own public address as source, on the LAN
+        # side: accept that (hairpinning and outbound alike), and send no ICMP redirects.
+        for key, value in (("net.ipv4.conf.all.rp_filter", 0), ("net.ipv4.conf.lan.rp_filter", 0),
+                           ("net.ipv4.conf.lan.accept_local", 1),
+                           ("net.ipv4.conf.all.send_redirects", 0),
+                           ("net.ipv4.conf.lan.send_redirects", 0),
+                           ("net.ipv4.ip_forward", 1)):
+            router.sysctl(key, value)
 
     def host_behind(self, router: Router, name: str, ip: str) -> Node:
         """A host on ``router``'s LAN with address ``ip`` and a default route to the router."""
