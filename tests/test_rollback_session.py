@@ -226,11 +226,13 @@ def test_a_runner_ahead_is_told_to_wait_and_the_gap_closes() -> None:
         [TAG_INPUT, 0, 0, 0, 0, 0, 0, "not bytes"],
         [TAG_INPUT, 0, 0, -5, 0, 0, 0, b""],
         [TAG_INPUT, 999, 0, 10, 0, 0, 0, b"\x00"],
-        [TAG_INPUT, 0, 0, 10, 0, 0, 0, b"\x00" * 65],
-        [TAG_INPUT, 0, 0, 10, 0, 0, -5, b"\x00"],  # a gap: starts after what we have
-        [TAG_INPUT, 0, 0, 10, 0, 0, 0, b"\x00", 11, 3],
-        [TAG_INPUT, True, 0, 10, 0, 0, 0, b"\x00"],
-        [TAG_INPUT, 0, 0, 10, 0, 0, 0, b"\x00", 0, -1],
+        [TAG_INPUT, 0, 0, 10, 0, 0, 0, bytes([65, 0])],  # more than a message may hold
+        [TAG_INPUT, 0, 0, 10, 0, 0, 0, bytes([0, 1])],  # a run of nothing
+        [TAG_INPUT, 0, 0, 10, 0, 0, 0, b"\x01"],  # half a run
+        [TAG_INPUT, 0, 0, 10, 0, 0, -5, b"\x01\x00"],  # a gap: starts after what we have
+        [TAG_INPUT, 0, 0, 10, 0, 0, 0, b"\x01\x00", 11, 3],
+        [TAG_INPUT, True, 0, 10, 0, 0, 0, b"\x01\x00"],
+        [TAG_INPUT, 0, 0, 10, 0, 0, 0, b"\x01\x00", 0, -1],
         [102, 0, b""],  # spectator traffic from a player
         [103, "x"],
     ],
@@ -249,7 +251,7 @@ def test_other_traffic_is_left_to_the_game_and_strangers_are_ignored() -> None:
     session = P2PSession(net.transport("a"), ["a", "b"], "a", 0.0)
     assert session.handle_message("b", {"hello": 1}, 0.0) is False
     assert session.handle_message("b", ["point", 1], 0.0) is False
-    assert session.handle_message("mallory", [TAG_INPUT, 0, -1, 0, 0, 1, 0, b"\x01"], 0.0)
+    assert session.handle_message("mallory", [TAG_INPUT, 0, -1, 0, 0, 1, 0, b"\x01\x01"], 0.0)
     assert session.stats.dropped_messages == 1
 
 
@@ -261,7 +263,7 @@ class Event:
 def test_engine_events_are_taken_and_the_rest_returned() -> None:
     net = FakeNet()
     session = P2PSession(net.transport("a"), ["a", "b"], "a", 0.0)
-    ours = Event(packet_data={"from": "b", "message": [TAG_INPUT, 0, -1, 0, 0, 1, 0, b"\x01"]})
+    ours = Event(packet_data={"from": "b", "message": [TAG_INPUT, 0, -1, 0, 0, 1, 0, b"\x01\x01"]})
     theirs = Event(packet_data={"from": "b", "message": ["bye"]})
     other = Event(peer_name="b")
     assert session.handle_events([ours, theirs, other], 0.0) == [theirs, other]
@@ -276,7 +278,7 @@ def test_inputs_far_ahead_are_bounded() -> None:
     for k in range(40):  # a flood of inputs, each message a little further
         start = k * 64
         frame = start
-        msg = [TAG_INPUT, k % 128, -1, frame, 0, frame + 1, 0, bytes(64)]
+        msg = [TAG_INPUT, k % 128, -1, frame, 0, frame + 1, 0, bytes([64, 0])]
         session.handle_message("b", msg, 0.0)
     assert session.held_inputs <= MAX_FRAMES_AHEAD + 1
     assert session.stats.dropped_messages > 0

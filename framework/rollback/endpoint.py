@@ -9,6 +9,8 @@ from framework.rollback.wire import SEQ_MODULO, InputMessage
 
 #: Remote checksums kept while waiting for our own of the same frame.
 MAX_REMOTE_CHECKSUMS = 64
+#: Messages that carry each new checksum.
+CHECKSUM_REPEATS = 2
 #: Weight of a new round-trip sample (RFC 6298's alpha).
 RTT_ALPHA = 0.125
 
@@ -28,6 +30,7 @@ class Endpoint:
         self.sync = TimeSync()
         self.checksums: OrderedDict[int, int] = OrderedDict()
         self.checked_until = -1  # newest frame whose checksums were compared
+        self._checksum_sent = (-1, 0)  # newest checksum frame offered, times sent
         self._seq = 0
         self._sent_at: dict[int, float] = {}
 
@@ -36,6 +39,14 @@ class Endpoint:
         self._seq = (seq + 1) % SEQ_MODULO
         self._sent_at[seq] = now
         return seq
+
+    def checksum_to_send(self, frame: int, checksum: int) -> tuple[int, int]:
+        """The checksum to put in the next message, or (-1, 0) for none."""
+        offered, times = self._checksum_sent
+        if frame != offered:
+            offered, times = frame, 0
+        self._checksum_sent = (offered, times + 1)
+        return (frame, checksum) if times < CHECKSUM_REPEATS else (-1, 0)
 
     def heard(self, m: InputMessage, now: float, newest_local: int) -> None:
         """Take the bookkeeping fields of a valid input message."""

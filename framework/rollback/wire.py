@@ -38,7 +38,7 @@ class InputMessage:
     lead: int  # frames the sender thinks it runs ahead of the addressee
     ack: int  # newest frame of the addressee's inputs the sender holds contiguously
     start: int  # frame of the first input in `inputs`
-    inputs: bytes  # input_size bytes per frame from `start` on
+    inputs: bytes  # input_size bytes per frame from `start` on (run-length coded on the wire)
     checksum_frame: int = -1  # a confirmed frame of the sender's, -1 none
     checksum: int = 0
 
@@ -63,6 +63,37 @@ def _blob(value: Any, unit: int, what: str) -> bytes:
     return value
 
 
+def pack_runs(inputs: bytes, unit: int) -> bytes:
+    """Run-length code whole inputs: (count, input) pairs. Players hold a direction
+    for many frames, so the redundant inputs of a message shrink to a few runs."""
+    out = bytearray()
+    i, n = 0, len(inputs)
+    while i < n:
+        value = inputs[i:i + unit]
+        j = i + unit
+        while j < n and j - i < 255 * unit and inputs[j:j + unit] == value:
+            j += unit
+        out.append((j - i) // unit)
+        out += value
+        i = j
+    return bytes(out)
+
+
+def unpack_runs(data: Any, unit: int) -> bytes:
+    if type(data) is not bytes:
+        raise MalformedMessage(f"inputs must be bytes, not {type(data).__name__}")
+    out = bytearray()
+    step = unit + 1
+    if len(data) % step:
+        raise MalformedMessage("inputs are not whole runs")
+    for i in range(0, len(data), step):
+        count = data[i]
+        if count == 0 or len(out) + count * unit > MAX_FRAMES_PER_MESSAGE * unit:
+            raise MalformedMessage("a run of no inputs, or too many inputs")
+        out += data[i + 1:i + step] * count
+    return bytes(out)
+
+
 def tag_of(message: Any) -> int | None:
     """The rollback tag of a message, or None if it is not a rollback message."""
     if isinstance(message, list) and message and type(message[0]) is int:
@@ -71,9 +102,9 @@ def tag_of(message: Any) -> int | None:
     return None
 
 
-def encode_input(m: InputMessage) -> list[Any]:
+def encode_input(m: InputMessage, unit: int) -> list[Any]:
     out: list[Any] = [TAG_INPUT, m.seq, m.echo, m.frame, m.lead, m.frame - m.ack,
-                      m.frame - m.start, m.inputs]
+                      m.frame - m.start, pack_runs(m.inputs, unit)]
     if m.checksum_frame >= 0:
         out += [m.frame - m.checksum_frame, m.checksum]
     return out
@@ -88,7 +119,7 @@ def decode_input(message: Any, input_size: int) -> InputMessage:
     lead = _int(message[4], -MAX_LEAD, MAX_LEAD, "lead")
     ack = frame - _int(message[5], frame - MAX_FRAME, frame + 1, "ack")
     start = frame - _int(message[6], frame - MAX_FRAME, frame, "start")
-    inputs = _blob(message[7], input_size, "inputs")
+    inputs = unpack_runs(message[7], input_size)
     checksum_frame, checksum = -1, 0
     if len(message) == 10:
         checksum_frame = frame - _int(message[8], 0, frame, "checksum frame")
