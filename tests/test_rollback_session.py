@@ -6,6 +6,8 @@ import random
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from framework.protocol.delivery import Delivery
 from framework.rollback import (
@@ -22,7 +24,7 @@ from framework.rollback import (
     WaitRecommendation,
 )
 from framework.rollback.p2p import MAX_FRAMES_AHEAD
-from framework.rollback.wire import TAG_INPUT
+from framework.rollback.wire import TAG_INPUT, pack_runs, unpack_runs
 from tests.rollback_harness import FRAME, FakeNet, ToyGame
 
 Inputs = Callable[[str, int], bytes]
@@ -333,3 +335,32 @@ def test_a_spectator_notices_a_silent_host() -> None:
     assert watcher.advance_frame(0.5) == []
     watcher.advance_frame(1.5)
     assert [type(e) for e in watcher.events()] == [Disconnected]
+
+
+@given(st.lists(st.integers(0, 3), max_size=64))
+def test_inputs_survive_run_length_coding(values: list[int]) -> None:
+    raw = bytes(values)
+    assert unpack_runs(pack_runs(raw, 1), 1) == raw
+    pairs = bytes(v for v in values for _ in range(2))[:128]
+    assert unpack_runs(pack_runs(pairs, 2), 2) == pairs
+
+
+_junk = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.binary(max_size=70)
+    | st.text(max_size=4),
+    lambda c: st.lists(c, max_size=11),
+    max_leaves=14,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(100, 104), min_size=1, max_size=1).flatmap(
+    lambda tag: st.lists(_junk, max_size=10).map(lambda rest: [tag[0], *rest])))
+def test_hostile_messages_never_raise(message: list[object]) -> None:
+    net = FakeNet()
+    session = P2PSession(net.transport("a"), ["a", "b"], "a", 0.0, spectators=["eve"])
+    for sender in ("b", "eve", "mallory"):
+        session.handle_message(sender, message, 0.0)
+    session.add_local_input(b"\x00")
+    session.advance_frame(0.0)
+    assert session.held_inputs <= MAX_FRAMES_AHEAD + 2
