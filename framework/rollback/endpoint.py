@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
+from framework.rollback.inputs import InputLog
 from framework.rollback.timesync import TimeSync
-from framework.rollback.wire import SEQ_MODULO, InputMessage
+from framework.rollback.wire import MAX_FRAMES_PER_MESSAGE, MAX_LEAD, SEQ_MODULO, InputMessage
 
 #: Remote checksums kept while waiting for our own of the same frame.
 MAX_REMOTE_CHECKSUMS = 64
@@ -67,6 +70,57 @@ class Endpoint:
             while len(self.checksums) > MAX_REMOTE_CHECKSUMS:
                 self.checksums.popitem(last=False)
 
+    def input_message(self, mine: InputLog, frame: int, ack: int,
+                      newest_checksum: tuple[int, int], now: float, fps: float) -> InputMessage:
+        """Our next message to this player: every input of ours it has not acknowledged
+        (up to a message's worth), our frame and lead, our ack of its inputs."""
+        start = max(self.acked + 1, mine.first)
+        end = min(mine.last, start + MAX_FRAMES_PER_MESSAGE - 1)
+        blob = b"".join(mine.confirmed(f) for f in range(start, end + 1))
+        # Each checksum rides on two messages (one may be lost); on every message it
+        # would cost 5 bytes for nothing.
+        checksum_frame, checksum = self.checksum_to_send(*newest_checksum)
+        lead = 0
+        if self.remote_frame >= 0:
+            lead = round(frame - self.estimated_frame(now, fps))
+        return InputMessage(
+            seq=self.next_seq(now),
+            echo=self.echo,
+            frame=frame,
+            lead=max(-MAX_LEAD, min(MAX_LEAD, lead)),
+            ack=ack,
+            start=start,
+            inputs=blob,
+            checksum_frame=checksum_frame,
+            checksum=checksum,
+        )
+
     def estimated_frame(self, now: float, fps: float) -> float:
         """Their frame now: the last one they told plus the time since, plus half a trip."""
         return self.remote_frame + (now - self.remote_frame_at + self.rtt / 2) * fps
+
+
+def sample_time_sync(endpoints: Sequence[Endpoint], frame: int, now: float,
+                     fps: float) -> tuple[int, int]:
+    """Feed each endpoint's time sync one sample; returns (our frame advantage over the
+    slowest player, frames to wait now)."""
+    heard = [ep for ep in endpoints if ep.remote_frame >= 0]
+    for ep in heard:
+        ep.sync.sample(frame - ep.estimated_frame(now, fps), ep.remote_lead)
+    if not heard:
+        return 0, 0
+    advantage = round(max(ep.sync.average_lead for ep in heard))
+    return advantage, max(ep.sync.recommend(frame) for ep in heard)
+
+
+def split_events(events: Iterable[Any], handle: Callable[[str, Any, float], bool],
+                 now: float) -> list[Any]:
+    """Give ``handle`` the engine's message events (anything with a ``packet_data`` dict
+    naming a sender: no pygame needed here); return the events it did not take."""
+    rest = []
+    for event in events:
+        data = getattr(event, "packet_data", None)
+        if not (isinstance(data, dict) and isinstance(data.get("from"), str)
+                and handle(data["from"], data.get("message"), now)):
+            rest.append(event)
+    return rest

@@ -10,12 +10,12 @@ predicted frame when real inputs contradict the guesses. Pure: the engine is a
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from framework.protocol.delivery import Delivery
-from framework.rollback.endpoint import Endpoint
+from framework.rollback.desync import DesyncDetector
+from framework.rollback.endpoint import Endpoint, sample_time_sync, split_events
 from framework.rollback.inputs import InputLog
 from framework.rollback.spectating import SpectatorFeed
 from framework.rollback.types import (
@@ -24,7 +24,6 @@ from framework.rollback.types import (
     DEFAULT_PREDICTION_WINDOW,
     AdvanceFrame,
     Cell,
-    Desync,
     Disconnected,
     InputStatus,
     LoadState,
@@ -38,8 +37,6 @@ from framework.rollback.types import (
     WaitRecommendation,
 )
 from framework.rollback.wire import (
-    MAX_FRAMES_PER_MESSAGE,
-    MAX_LEAD,
     TAG_INPUT,
     TAG_SPECTATE_ACK,
     InputMessage,
@@ -56,8 +53,6 @@ log = logging.getLogger(__name__)
 #: us by its prediction window and delay; anything further is a lie, and storing it
 #: would let one datagram stream grow our memory without end.
 MAX_FRAMES_AHEAD = 128
-#: Confirmed checksums kept for comparison.
-MAX_LOCAL_CHECKSUMS = 64
 #: The longest input delay that can be set (frames).
 MAX_FRAME_DELAY = 30
 
@@ -116,7 +111,7 @@ class P2PSession:
         self._cells = [Cell() for _ in range(prediction_window + 2)]
         self._first_wrong: int | None = None
         self._settled = 0  # cells of frames up to here hold confirmed states
-        self._checksums: OrderedDict[int, int] = OrderedDict()
+        self._desync = DesyncDetector(checksum_interval)
         self._events: list[RollbackEvent] = []
         self._calls = 0
         self._skip = 0
@@ -208,13 +203,7 @@ class P2PSession:
 
     def handle_events(self, events: Iterable[Any], now: float) -> list[Any]:
         """Feed the events ``Peer.tick()`` returned; returns those that are not ours."""
-        rest = []
-        for event in events:
-            data = getattr(event, "packet_data", None)
-            if not (isinstance(data, dict) and isinstance(data.get("from"), str)
-                    and self.handle_message(data["from"], data.get("message"), now)):
-                rest.append(event)
-        return rest
+        return split_events(events, self.handle_message, now)
 
     def events(self) -> list[RollbackEvent]:
         """The events since the last call (waits, desyncs, disconnections)."""
@@ -264,9 +253,6 @@ class P2PSession:
     def held_inputs(self) -> int:
         """Inputs kept in memory, all players together (bounded whatever peers send)."""
         return sum(len(log_) for log_ in self._logs)
-
-    def rtt(self, name: str) -> float:
-        return self.endpoints[name].rtt
 
     # --- inside ----------------------------------------------------------------------
 
@@ -324,75 +310,35 @@ class P2PSession:
 
     def _send(self, now: float) -> None:
         mine = self._logs[self.local_handle]
-        newest = next(reversed(self._checksums.items()), (-1, 0))
+        newest = self._desync.newest
         for ep in self.endpoints.values():
             if ep.disconnected:
                 continue
-            start = max(ep.acked + 1, mine.first)
-            end = min(mine.last, start + MAX_FRAMES_PER_MESSAGE - 1)
-            blob = b"".join(mine.confirmed(f) for f in range(start, end + 1))
-            # Each checksum rides on two messages (one may be lost); the rest of the
-            # time it would cost 5 bytes a message for nothing.
-            checksum_frame, checksum = ep.checksum_to_send(*newest)
-            lead = 0
-            if ep.remote_frame >= 0:
-                lead = round(self.frame - ep.estimated_frame(now, self.fps))
-            message = InputMessage(
-                seq=ep.next_seq(now),
-                echo=ep.echo,
-                frame=self.frame,
-                lead=max(-MAX_LEAD, min(MAX_LEAD, lead)),
-                ack=self._logs[ep.handle].last,
-                start=start,
-                inputs=blob,
-                checksum_frame=checksum_frame,
-                checksum=checksum,
-            )
+            message = ep.input_message(mine, self.frame, self._logs[ep.handle].last, newest,
+                                       now, self.fps)
             self.transport.send(ep.name, encode_input(message, self.input_size),
                                 Delivery.UNRELIABLE, self.channel)
             self.stats.messages_sent += 1
 
     def _sample_time_sync(self, now: float) -> None:
-        leads = []
-        for ep in self.endpoints.values():
-            if ep.disconnected or ep.remote_frame < 0:
-                continue
-            lead = self.frame - ep.estimated_frame(now, self.fps)
-            ep.sync.sample(lead, ep.remote_lead)
-            leads.append(ep)
-        if not leads:
-            return
-        self.stats.frame_advantage = round(max(ep.sync.average_lead for ep in leads))
-        wait = max(ep.sync.recommend(self.frame) for ep in leads)
+        live = [ep for ep in self.endpoints.values() if not ep.disconnected]
+        advantage, wait = sample_time_sync(live, self.frame, now, self.fps)
+        self.stats.frame_advantage = advantage
         if wait:
             self._skip += wait
             self._events.append(WaitRecommendation(wait))
 
     def _record_checksums(self) -> None:
         """Checksums of frames whose saved state is final now (see ``_settled``)."""
-        start = max(self._settled - len(self._cells) + 1, 0)
-        for frame in range(start, self._settled + 1):
-            if frame % self.checksum_interval or frame in self._checksums:
-                continue
-            if self._checksums and frame < next(reversed(self._checksums)):
-                continue
-            cell = self._cell(frame)
-            if cell.frame == frame and cell.checksum is not None:
-                self._checksums[frame] = cell.checksum & 0xFFFFFFFF
-                while len(self._checksums) > MAX_LOCAL_CHECKSUMS:
-                    self._checksums.popitem(last=False)
+        oldest = self._settled - len(self._cells) + 1
+        self._desync.record(self._settled, oldest, self._cell)
         for ep in self.endpoints.values():
             self._compare_checksums(ep)
 
     def _compare_checksums(self, ep: Endpoint) -> None:
-        for frame in [f for f in ep.checksums if f in self._checksums]:
-            remote = ep.checksums.pop(frame)
-            ep.checked_until = max(ep.checked_until, frame)
-            local = self._checksums[frame]
-            if remote != local:
-                self.stats.desyncs += 1
-                self._events.append(Desync(frame, ep.name, local, remote))
-                log.warning("desync with %s at frame %d", ep.name, frame)
+        for desync in self._desync.compare(ep):
+            self.stats.desyncs += 1
+            self._events.append(desync)
 
     def _check_timeouts(self, now: float) -> None:
         for ep in self.endpoints.values():

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from framework.protocol.delivery import Delivery
+from framework.rollback.endpoint import split_events
 from framework.rollback.inputs import InputLog
 from framework.rollback.types import (
     DEFAULT_CHANNEL,
@@ -150,13 +151,8 @@ class SpectatorSession:
         return True
 
     def handle_events(self, events: Iterable[Any], now: float) -> list[Any]:
-        rest = []
-        for event in events:
-            data = getattr(event, "packet_data", None)
-            if not (isinstance(data, dict) and isinstance(data.get("from"), str)
-                    and self.handle_message(data["from"], data.get("message"), now)):
-                rest.append(event)
-        return rest
+        """Feed the events ``Peer.tick()`` returned; returns those that are not ours."""
+        return split_events(events, self.handle_message, now)
 
     def advance_frame(self, now: float) -> list[Request]:
         """One AdvanceFrame per frame ready (two when behind), all confirmed."""
