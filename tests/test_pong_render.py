@@ -10,8 +10,8 @@ import pygame
 import pytest
 
 from games.pong import render, theme
-from games.pong.match import View
-from games.pong.sim import LEFT, RIGHT, Ball, Phase, Rules, Simulation
+from games.pong.match import View, make_view
+from games.pong.sim import LEFT, RIGHT, SUB, Phase, Rules, Simulation, snapshot
 
 
 @pytest.fixture
@@ -27,18 +27,7 @@ def screen() -> Iterator[pygame.Surface]:
 
 
 def view_of(sim: Simulation, my_side: int = LEFT) -> View:
-    s = sim.state
-    return View(
-        ball=(s.ball.x, s.ball.y),
-        ball_velocity=(s.ball.vx, s.ball.vy),
-        paddles=(s.paddles[0], s.paddles[1]),
-        score=(s.score[0], s.score[1]),
-        phase=s.phase,
-        my_side=my_side,
-        names=("alice", "bob"),
-        points_to_win=sim.rules.points_to_win,
-        rules=sim.rules,
-    )
+    return make_view(sim.state, sim.rules, my_side, ("alice", "bob"))
 
 
 def find(surface: pygame.Surface, colour: theme.Colour) -> tuple[float, float, int, int]:
@@ -58,16 +47,16 @@ def test_paddles_and_ball_are_drawn_where_the_simulation_has_them(
     sim = Simulation(seed=1, rules=rules)
     s = sim.state
     s.phase = Phase.PLAY
-    s.paddles = [140.0, 455.0]
-    s.ball = Ball(523.0, 211.0, 300.0, -120.0)
-    s.score = [4, 9]
+    s.left_y, s.right_y = 140 * SUB, 455 * SUB
+    s.ball_x, s.ball_y, s.ball_vx, s.ball_vy = 523 * SUB, 211 * SUB, 5 * SUB, -2 * SUB
+    s.left_score, s.right_score = 4, 9
     render.draw_game(screen, view_of(sim))
 
     for side, colour in ((LEFT, theme.LEFT_PADDLE), (RIGHT, theme.RIGHT_PADDLE)):
         x, y, w, h = find(screen, colour)
         assert (w, h) == (rules.paddle_width, rules.paddle_height)
         assert x == pytest.approx(rules.paddle_centre_x(side), abs=0.5)
-        assert y == pytest.approx(s.paddles[side], abs=0.5)
+        assert y == pytest.approx(s.paddles[side] / SUB, abs=0.5)
 
     x, y, w, h = find(screen, theme.BALL)
     assert (w, h) == (rules.ball_size, rules.ball_size)
@@ -100,10 +89,10 @@ def test_the_ball_blinks_off_when_asked_and_is_hidden_after_the_game(
 def test_drawing_does_not_change_the_state(screen: pygame.Surface) -> None:
     sim = Simulation(seed=4)
     for _ in range(100):
-        sim.step(1, -1)
-    before = sim.state.copy()
+        sim.step(1, 2)
+    before = snapshot(sim.state)
     view = view_of(sim, my_side=RIGHT)
     render.draw_game(screen, view)
     render.draw_overlay(screen, ["RTT 100 ms", "loss 5 %"])
     render.draw_banner(screen, "You win!", [("11 : 3", theme.TEXT)])
-    assert sim.state == before
+    assert snapshot(sim.state) == before

@@ -9,11 +9,12 @@ from typing import Any
 import pygame
 import pytest
 
-from framework import events
+from framework import Delivery, events
+from framework.rollback.wire import TAG_INPUT, decode_input, tag_of
 from games.pong import app
 from games.pong.cli import parse_args
 from games.pong.lobby import ConnectRequest, Role, Stage
-from games.pong.match import Status
+from games.pong.match import ROLLBACK_CHANNEL, Status
 from games.pong.net import decode_event
 from games.pong.scenes.base import Context, Scene
 from games.pong.scenes.browse import BrowseScene
@@ -22,7 +23,7 @@ from games.pong.scenes.menu import MenuScene
 from games.pong.scenes.message import MessageScene
 from games.pong.scenes.play import PlayScene
 from games.pong.scenes.win import WinScene
-from games.pong.sim import Intent
+from games.pong.sim import REMATCH_BIT, Intent, decode_intent
 from games.pong.sound import SoundBoard
 
 
@@ -267,7 +268,20 @@ def test_keys_become_paddle_intents_and_f3_toggles_the_overlay(
     for t in (0.1, 0.2, 0.3):
         play.update(t)
     play.draw(display, 0.3)
-    assert any(isinstance(m, bytes) for _, m, _, _ in peer.sent)  # snapshots went out
+    inputs = sent_inputs(peer)
+    assert inputs, "the rollback session sent our inputs"
+    assert decode_intent(inputs[-1]) == Intent.DOWN
+
+
+def sent_inputs(peer: FakePeer) -> bytes:
+    """Our inputs as the rollback session sent them (the newest message's)."""
+    messages = [
+        decode_input(m, 1)
+        for _, m, delivery, channel in peer.sent
+        if tag_of(m) == TAG_INPUT
+        and (delivery, channel) == (Delivery.UNRELIABLE, ROLLBACK_CHANNEL)
+    ]
+    return messages[-1].inputs if messages else b""
 
 
 def test_a_third_player_is_turned_away(ctx: Context, display: pygame.Surface) -> None:
@@ -280,7 +294,7 @@ def test_a_third_player_is_turned_away(ctx: Context, display: pygame.Surface) ->
 def test_escape_says_bye_and_returns_to_the_menu(ctx: Context, display: pygame.Surface) -> None:
     play, peer = start_play(ctx, display)
     play.handle_event(key(pygame.K_ESCAPE), 0.5)
-    sent_events = [decode_event(m).kind.value for _, m, _, _ in peer.sent if isinstance(m, list)]
+    sent_events = [decode_event(m).kind.value for _, m, _, _ in peer.sent if tag_of(m) is None]
     assert "bye" in sent_events
     assert isinstance(switch(ctx, display), MenuScene)
     assert peer.closed
@@ -310,8 +324,8 @@ def test_game_over_offers_a_rematch(ctx: Context, display: pygame.Surface) -> No
     assert isinstance(win, WinScene)
     win.handle_event(key(pygame.K_r), 0.2)
     assert match.i_want_rematch
-    sent_events = [decode_event(m).kind.value for _, m, _, _ in peer.sent if isinstance(m, list)]
-    assert "rematch" in sent_events
+    win.update(0.25)
+    assert sent_inputs(peer)[-1] & REMATCH_BIT  # the wish travels in the input byte
     win.draw(display, 0.2)
 
 

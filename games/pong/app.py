@@ -10,11 +10,12 @@ import pygame
 from games.pong import theme
 from games.pong.cli import Options, format_address
 from games.pong.demo import LocalDemo
-from games.pong.link import FRAMEWORK_EVENT_TYPES, make_peer
+from games.pong.link import make_peer
 from games.pong.lobby import ConnectRequest
 from games.pong.scenes.base import Context, DemoLike, Scene, Settings
 from games.pong.scenes.connecting import ConnectingScene
 from games.pong.scenes.menu import MenuScene
+from games.pong.scenes.navigator import Navigator
 from games.pong.sound import SoundBoard
 
 log = logging.getLogger(__name__)
@@ -41,13 +42,15 @@ def make_context(opts: Options, sounds: SoundBoard) -> Context:
         password=opts.password or "",
         join_name=opts.server_name if opts.mode == "join" and opts.server_name else "",
     )
-    return Context(
+    ctx = Context(
         opts=opts,
         settings=settings,
         sounds=sounds,
         make_peer=lambda: make_peer(opts),
         make_demo=make_demo,
     )
+    ctx.nav = Navigator(ctx)
+    return ctx
 
 
 def first_scene(ctx: Context) -> Scene:
@@ -66,13 +69,13 @@ def run_frames(ctx: Context, screen: pygame.Surface, scene: Scene) -> None:
     scene.enter(started)
     while ctx.running:
         now = time.monotonic()
-        # The engine's events come from tick()'s list; pygame's queue holds copies
-        # of them too (when its event system is on), which are skipped below.
+        # The engine's events come only from tick()'s list (Config(post_events=False)):
+        # pygame's queue holds the window's events alone.
         net_events = ctx.peer.tick(now) if ctx.peer is not None else []
         for event in pygame.event.get():
             if event.type == pygame.QUIT:
                 ctx.quit()
-            elif event.type not in FRAMEWORK_EVENT_TYPES:
+            else:
                 scene.handle_event(event, now)
         for event in net_events:
             scene.handle_net(event, now)

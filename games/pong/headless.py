@@ -19,13 +19,13 @@ from games.pong.cli import (
 from games.pong.control import idle_controller
 from games.pong.link import PeerLike, make_peer
 from games.pong.lobby import Connector, ConnectRequest, Stage
-from games.pong.match import HostMatch, Status
+from games.pong.match import Status
 from games.pong.session import MatchSession, new_seed
 
 log = logging.getLogger(__name__)
 
 FRAME = 1.0 / 60
-OVER_LINGER = 3.0  # s the host waits for the client to confirm the end
+OVER_LINGER = 3.0  # s a side waits for the other to confirm the end
 FLUSH_TIME = 1.0  # s to let the last reliable messages go out before quitting
 EXIT_INTERRUPTED = 130  # the shell's convention for a run stopped by a signal
 
@@ -146,9 +146,10 @@ class HeadlessRun:
             self.say(match.lost_reason)
             return EXIT_OPPONENT_LOST
         if self.over_at is not None and not self.opts.rematch:
-            # The host waits until the client knows the game is over.
+            # Each side plays on until the other confirmed the end too: until then our
+            # inputs may be what it still needs to confirm it.
             since = now - self.over_at
-            if not isinstance(match, HostMatch) or match.over_seen or since > OVER_LINGER:
+            if match.over_seen_by_opponent >= match.game or since > OVER_LINGER:
                 return EXIT_OK
         return None
 

@@ -1,4 +1,4 @@
-"""The one place Pong touches the engine: making a peer, sending, routing its events."""
+"""The one place Pong touches the engine: making a peer, routing its events."""
 
 from __future__ import annotations
 
@@ -12,10 +12,6 @@ from games.pong.cli import Address, Options
 from games.pong.match import Match
 
 log = logging.getLogger(__name__)
-
-EVENT_CHANNEL = 0  # reliable-ordered game events
-SNAPSHOT_CHANNEL = 1  # host -> client, unreliable-sequenced
-INPUT_CHANNEL = 2  # client -> host, unreliable-sequenced
 
 
 class PeerLike(Protocol):
@@ -62,58 +58,16 @@ class PeerLike(Protocol):
 
 
 def make_peer(opts: Options) -> Peer:
-    """A peer with the network simulator set from the command line."""
+    """A peer with the network simulator set from the command line. Its events come
+    only from ``tick()``'s list (``post_events=False``): pygame's queue is the game's."""
     config = Config(
+        post_events=False,
         sim_latency=opts.sim_latency,
         sim_jitter=opts.sim_jitter,
         sim_loss=opts.sim_loss,
         sim_seed=opts.seed if opts.seed is not None else 0,
     )
     return Peer(config)
-
-
-class PeerLink:
-    """A `match.Link` to one opponent over a peer."""
-
-    def __init__(self, peer: PeerLike, opponent: str, fast_channel: int) -> None:
-        self.peer = peer
-        self.opponent = opponent
-        self.fast_channel = fast_channel
-
-    def send_fast(self, data: bytes) -> None:
-        self.peer.send(
-            self.opponent, data, delivery=Delivery.UNRELIABLE_SEQUENCED, channel=self.fast_channel
-        )
-
-    def send_event(self, message: list[object]) -> None:
-        self.peer.send(
-            self.opponent, message, delivery=Delivery.RELIABLE_ORDERED, channel=EVENT_CHANNEL
-        )
-
-
-# The engine's event types: everything else in pygame's queue is the game's.
-FRAMEWORK_EVENT_TYPES = frozenset(getattr(events, "EVENT_TYPES", {}).values()) | frozenset(
-    getattr(events, name)
-    for name in (
-        "CLIENT_CONFIRMED",
-        "CONFIRMED_AS_CLIENT",
-        "CONFIRMED_AS_SERVER",
-        "ERROR",
-        "PACKET_BLOCKED",
-        "PACKET_RECEIVED",
-        "PACKET_SENT",
-        "PEER_CONNECTION_FAILED",
-        "PEER_LIST_UPDATED",
-        "PEER_TIMEOUT",
-        "RECEIVED_RELIABLE_MESSAGE_FROM_PEER",
-        "RECEIVED_SERVER_LIST",
-        "RECEIVED_UNRELIABLE_MESSAGE_FROM_PEER",
-        "RELIABLE_MESSAGE_TIMEOUT",
-        "SESSION_TERMINATED",
-        "PATH_CHANGED",
-    )
-    if hasattr(events, name)
-)
 
 
 class MatchRouter:
@@ -131,12 +85,10 @@ class MatchRouter:
             events.RECEIVED_UNRELIABLE_MESSAGE_FROM_PEER,
             events.RECEIVED_RELIABLE_MESSAGE_FROM_PEER,
         ):
+            if not m.handle_events([event], now):
+                return  # the rollback session's inputs
             data = event.packet_data
-            if data.get("from") != m.opponent:
-                return
-            if t == events.RECEIVED_UNRELIABLE_MESSAGE_FROM_PEER:
-                m.on_fast(data.get("message"), now)
-            else:
+            if data.get("from") == m.opponent and t == events.RECEIVED_RELIABLE_MESSAGE_FROM_PEER:
                 m.on_event(data.get("message"), now)
         elif t == events.CLIENT_CONFIRMED and event.new_peer != m.opponent:
             log.info("%s joined during a match: dropped", event.new_peer)

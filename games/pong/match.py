@@ -1,62 +1,62 @@
-"""One networked game between two players, as each side runs it.
+"""One networked game between two players, the same code on both sides.
 
-`HostMatch` owns the authoritative simulation; `ClientMatch` predicts its own
-paddle and plays back the host's snapshots. Neither knows about sockets or
-the engine: they talk through a `Link` and are told the time, so the same
-code runs in the window, headless and under test with a fake link.
+Rollback: both players run the whole simulation; only inputs travel (through a
+``framework.rollback.P2PSession``). Each tick this player's intent goes in, the
+session answers with requests (save, load, advance with these inputs), and the
+screen shows the newest, partly predicted frame. Results (score, hits, the end
+of a game) are read from the confirmed state only, so both sides agree on them.
+The match knows nothing of sockets; it is told the time.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
+from typing import Any
 
-from games.pong.net import (
-    INPUT_HISTORY,
-    SNAPSHOT_EVERY_TICKS,
-    GameEvent,
-    Kind,
-    MessageError,
-    Snapshot,
-    decode_event,
-    decode_input,
-    decode_snapshot,
-    encode_event,
-    encode_input,
-    encode_snapshot,
+from framework.protocol.delivery import Delivery
+from framework.rollback import (
+    AdvanceFrame,
+    Desync,
+    Disconnected,
+    LoadState,
+    P2PSession,
+    Request,
+    SaveState,
+    Transport,
 )
+from games.pong.net import GameEvent, Kind, MessageError, decode_event, encode_event
 from games.pong.sim import (
     LEFT,
     RIGHT,
-    EventKind,
+    SUB,
+    TICK_RATE,
     Intent,
     Phase,
     Rules,
     SimEvent,
     Simulation,
+    State,
+    checksum,
+    encode_input,
 )
-from games.pong.sync import InputQueue, PaddlePredictor, Playback, SnapshotBuffer, StepClock
+from games.pong.ticks import StepClock
 
 log = logging.getLogger(__name__)
 
-SILENCE_TIMEOUT = 5.0  # s without a word from the opponent: they are gone
-
-
-class Link(Protocol):
-    """How a match reaches the other player."""
-
-    def send_fast(self, data: bytes) -> None:
-        """Unreliable-sequenced: newest wins, lost is lost."""
-
-    def send_event(self, message: list[object]) -> None:
-        """Reliable-ordered."""
+SILENCE_TIMEOUT = 5.0  # s without a datagram from the opponent: they are gone
+EVENT_CHANNEL = 0  # reliable-ordered game events
+ROLLBACK_CHANNEL = 3  # the rollback session's inputs, unreliable
+PREDICTION_WINDOW = 8  # frames played ahead of the opponent's inputs at most
+# Local inputs play two frames (33 ms) late: a trip shorter than that needs no rollback,
+# and a 150 ms round trip rolls back about 5 frames instead of 7.
+FRAME_DELAY = 2
 
 
 class Status(Enum):
-    WAITING = "waiting"  # client: connected, no snapshot yet
+    WAITING = "waiting"  # client: connected, no START yet
     PLAYING = "playing"
     OVER = "over"
     LOST = "lost"  # the opponent left or went silent
@@ -64,10 +64,10 @@ class Status(Enum):
 
 @dataclass(frozen=True)
 class View:
-    """Everything drawing needs; built from the state, never written back."""
+    """Everything drawing and the bot need; built from the state, never written back."""
 
     ball: tuple[float, float]
-    ball_velocity: tuple[float, float]
+    ball_velocity: tuple[float, float]  # px/s
     paddles: tuple[float, float]
     score: tuple[int, int]
     phase: Phase
@@ -77,29 +77,56 @@ class View:
     rules: Rules
 
 
+def make_view(state: State, rules: Rules, my_side: int, names: tuple[str, str]) -> View:
+    """A state in pixels and pixels per second."""
+    s = state
+    per_second = TICK_RATE / SUB
+    return View(
+        ball=(s.ball_x / SUB, s.ball_y / SUB),
+        ball_velocity=(s.ball_vx * per_second, s.ball_vy * per_second),
+        paddles=(s.left_y / SUB, s.right_y / SUB),
+        score=s.score,
+        phase=Phase(s.phase),
+        my_side=my_side,
+        names=names,
+        points_to_win=rules.points_to_win,
+        rules=rules,
+    )
+
+
 # Decides this player's intent for one tick from what the player sees.
 Controller = Callable[[View], Intent]
 
 
 class Match:
-    """What both sides share: status, rematch agreement, silence detection."""
+    """A match over an engine peer (``link``); ``my_side`` LEFT is the host."""
 
-    my_side = LEFT
-    rules: Rules
-
-    def __init__(self, link: Link, my_name: str, opponent: str, now: float) -> None:
+    def __init__(self, link: Transport, my_name: str, opponent: str, my_side: int, now: float,
+                 *, seed: int = 0, rules: Rules | None = None) -> None:
         self.link = link
         self.my_name = my_name
         self.opponent = opponent
-        self.status = Status.PLAYING
+        self.my_side = my_side
+        self.rules = rules if rules is not None else Rules()
+        self.status = Status.WAITING
         self.lost_reason = ""
         self.final_score: tuple[int, int] = (0, 0)
         self.winner: int | None = None
         self.i_want_rematch = False
-        self.they_want_rematch = False
-        self._last_heard = now
+        self.game = 0
+        self.over_seen_by_opponent = -1  # the newest game whose end they confirmed
+        self.desyncs: list[Desync] = []
+        self.sim = Simulation(seed, self.rules)
+        self.session: P2PSession | None = None
+        self.confirmed: State = self.sim.state
         self._clock = StepClock()
         self._events: list[SimEvent] = []
+        self._newest_frame = 0  # frames below were simulated once already: no new sounds
+        if my_side == LEFT:
+            self._send_event(GameEvent(Kind.START, (seed, self.rules.points_to_win)))
+            self._start(seed, now)
+
+    # --- what the players see ---------------------------------------------------------
 
     @property
     def names(self) -> tuple[str, str]:
@@ -111,17 +138,62 @@ class Match:
     def i_won(self) -> bool:
         return self.winner == self.my_side
 
+    @property
+    def they_want_rematch(self) -> bool:
+        s = self.sim.state
+        return bool(s.right_rematch if self.my_side == LEFT else s.left_rematch)
+
+    @property
+    def my_hits(self) -> int:
+        c = self.confirmed
+        return c.left_hits if self.my_side == LEFT else c.right_hits
+
+    @property
+    def my_misses(self) -> int:
+        c = self.confirmed
+        return c.left_misses if self.my_side == LEFT else c.right_misses
+
     def take_events(self) -> list[SimEvent]:
-        """Sound-worthy events since the last call."""
+        """Sound-worthy events since the last call (each frame's first run only)."""
         events, self._events = self._events, []
         return events
 
-    def heard(self, now: float) -> None:
-        self._last_heard = now
+    def view(self) -> View:
+        """The newest frame, partly predicted: what this player sees and steers by."""
+        return make_view(self.sim.state, self.rules, self.my_side, self.names)
 
-    def check_silence(self, now: float) -> None:
-        if self.status != Status.LOST and now - self._last_heard > SILENCE_TIMEOUT:
-            self.opponent_lost(f"{self.opponent} stopped answering (timed out)")
+    # --- the player's calls -----------------------------------------------------------
+
+    def update(self, now: float, controller: Controller) -> None:
+        """Run the ticks that real time asks for; ``controller`` decides our paddle."""
+        session = self.session
+        if session is None or self.status == Status.LOST:
+            return
+        for _ in range(self._clock.advance(now)):
+            if session.skip_frame():  # we run ahead: one frame in four at most
+                continue
+            playing = self.status == Status.PLAYING
+            intent = controller(self.view()) if playing else Intent.STAY
+            rematch = self.status == Status.OVER and self.i_want_rematch
+            session.add_local_input(bytes([encode_input(intent, rematch)]))
+            self._run(session.advance_frame(now))
+        for event in session.events():
+            if isinstance(event, Disconnected):
+                self.opponent_lost(f"{self.opponent} timed out")
+            elif isinstance(event, Desync):
+                self.desyncs.append(event)
+        self._read_confirmed(session)
+
+    def request_rematch(self) -> None:
+        if self.status == Status.OVER:
+            self.i_want_rematch = True
+
+    def leave(self) -> None:
+        """Tell the opponent we go (the engine's own quit notice follows anyway)."""
+        if self.status != Status.LOST:
+            self._send_event(GameEvent(Kind.BYE))
+        self.status = Status.LOST
+        self.lost_reason = "you left"
 
     def opponent_lost(self, reason: str) -> None:
         if self.status == Status.LOST:
@@ -130,17 +202,16 @@ class Match:
         self.status = Status.LOST
         self.lost_reason = reason
 
-    def on_fast(self, data: object, now: float) -> None:
-        """An unreliable message from the opponent."""
-        self.heard(now)
-        try:
-            self._on_fast(data, now)
-        except MessageError as exc:
-            log.warning("dropped a message from %s: %s", self.opponent, exc)
+    # --- from the network -------------------------------------------------------------
+
+    def handle_events(self, events: Iterable[Any], now: float) -> list[Any]:
+        """Take the rollback traffic out of the engine's events; return the rest."""
+        if self.session is None:
+            return list(events)
+        return self.session.handle_events(events, now)
 
     def on_event(self, message: object, now: float) -> None:
         """A reliable message from the opponent."""
-        self.heard(now)
         try:
             event = decode_event(message)
         except MessageError as exc:
@@ -148,237 +219,59 @@ class Match:
             return
         if event.kind == Kind.BYE:
             self.opponent_lost(f"{self.opponent} left the game")
-        elif event.kind == Kind.REMATCH:
-            self.they_want_rematch = True
-            self._maybe_restart()
+        elif event.kind == Kind.OVER_SEEN:
+            self.over_seen_by_opponent = max(self.over_seen_by_opponent, event.args[0])
+        elif event.kind == Kind.START and self.my_side == RIGHT and self.session is None:
+            seed, points = event.args
+            self.rules = Rules(points_to_win=points)
+            self.sim = Simulation(seed, self.rules)
+            self.confirmed = self.sim.state
+            self._start(seed, now)
         else:
-            self._on_event(event)
+            log.warning("unexpected %s from %s", event.kind.value, self.opponent)
 
-    def request_rematch(self) -> None:
-        if self.status != Status.OVER or self.i_want_rematch:
-            return
-        self.i_want_rematch = True
-        self.link.send_event(encode_event(GameEvent(Kind.REMATCH)))
-        self._maybe_restart()
+    # --- inside -----------------------------------------------------------------------
 
-    def leave(self) -> None:
-        """Tell the opponent we go (the engine's own quit notice follows anyway)."""
-        if self.status != Status.LOST:
-            self.link.send_event(encode_event(GameEvent(Kind.BYE)))
-        self.status = Status.LOST
-        self.lost_reason = "you left"
-
-    def _game_over(self, winner: int, score: tuple[int, int]) -> None:
-        if self.status != Status.PLAYING:
-            return
-        self.status = Status.OVER
-        self.winner = winner
-        self.final_score = score
-        self.i_want_rematch = self.they_want_rematch = False
-
-    def _restarted(self) -> None:
+    def _start(self, seed: int, now: float) -> None:
+        players: Sequence[str] = self.names
+        self.session = P2PSession(
+            self.link, players, self.my_name, now, input_size=1, frame_delay=FRAME_DELAY,
+            prediction_window=PREDICTION_WINDOW, disconnect_timeout=SILENCE_TIMEOUT,
+            channel=ROLLBACK_CHANNEL, fps=TICK_RATE,
+        )
         self.status = Status.PLAYING
-        self.winner = None
-        self.i_want_rematch = self.they_want_rematch = False
+        log.info("match %s vs %s starts, seed %d", *self.names, seed)
 
-    # Side-specific parts.
-    def update(self, now: float, controller: Controller) -> None:
-        """Advance by the real time passed; `controller` decides our paddle."""
-        raise NotImplementedError
+    def _run(self, requests: list[Request]) -> None:
+        sim = self.sim
+        for r in requests:
+            if isinstance(r, SaveState):
+                snap = sim.save()
+                r.cell.save(r.frame, snap, checksum(snap))
+            elif isinstance(r, LoadState):
+                sim.load(r.cell.load())
+            elif isinstance(r, AdvanceFrame):
+                events = sim.step(r.inputs[0].value[0], r.inputs[1].value[0])
+                if r.frame >= self._newest_frame:
+                    self._newest_frame = r.frame + 1
+                    self._events.extend(events)
 
-    def view(self) -> View:
-        """What to draw now."""
-        raise NotImplementedError
-
-    def _on_fast(self, data: object, now: float) -> None:
-        raise NotImplementedError
-
-    def _on_event(self, event: GameEvent) -> None:
-        raise NotImplementedError
-
-    def _maybe_restart(self) -> None:
-        raise NotImplementedError
-
-
-class HostMatch(Match):
-    """The host: runs the simulation, applies the client's inputs, sends snapshots."""
-
-    my_side = LEFT
-
-    def __init__(
-        self,
-        link: Link,
-        my_name: str,
-        opponent: str,
-        now: float,
-        *,
-        seed: int,
-        rules: Rules | None = None,
-    ) -> None:
-        super().__init__(link, my_name, opponent, now)
-        self.sim = Simulation(seed, rules)
-        self.rules = self.sim.rules
-        self.inputs = InputQueue()
-        self.over_seen = False  # the client confirmed it knows the game is over
-
-    def update(self, now: float, controller: Controller) -> None:
-        """Run the ticks that real time asks for; send snapshots."""
-        self.check_silence(now)
-        if self.status == Status.LOST:
+    def _read_confirmed(self, session: P2PSession) -> None:
+        known = session.confirmed_state()
+        if known is None:
             return
-        for _ in range(self._clock.advance(now)):
-            for intent in self.inputs.drain():
-                self.sim.move_paddle(RIGHT, intent)
-            left = controller(self.view()) if self.status == Status.PLAYING else Intent.STAY
-            for event in self.sim.step(left, Intent.STAY):
-                self._sim_event(event)
-            if self.sim.state.tick % SNAPSHOT_EVERY_TICKS == 0:
-                snap = Snapshot.from_state(
-                    self.sim.state, self.rules.points_to_win, self.inputs.newest
-                )
-                self.link.send_fast(encode_snapshot(snap))
-
-    def _sim_event(self, event: SimEvent) -> None:
-        self._events.append(event)
-        score = self.sim.state.score
-        if event.kind == EventKind.POINT and event.side is not None:
-            self.link.send_event(
-                encode_event(GameEvent(Kind.POINT, (event.side, score[0], score[1])))
-            )
-        elif event.kind == EventKind.GAME_OVER and event.side is not None:
-            self.link.send_event(
-                encode_event(GameEvent(Kind.OVER, (event.side, score[0], score[1])))
-            )
-            self.over_seen = False
-            self._game_over(event.side, (score[0], score[1]))
-
-    def _on_fast(self, data: object, now: float) -> None:
-        self.inputs.receive(decode_input(data))
-
-    def _on_event(self, event: GameEvent) -> None:
-        if event.kind == Kind.OVER_SEEN:
-            self.over_seen = True
-        else:
-            log.warning("unexpected %s from client %s", event.kind.value, self.opponent)
-
-    def _maybe_restart(self) -> None:
-        if self.status == Status.OVER and self.i_want_rematch and self.they_want_rematch:
-            self.sim.restart()
-            self.link.send_event(encode_event(GameEvent(Kind.RESTART, (self.sim.state.game,))))
-            self._restarted()
-
-    def view(self) -> View:
-        s = self.sim.state
-        return View(
-            ball=(s.ball.x, s.ball.y),
-            ball_velocity=(s.ball.vx, s.ball.vy),
-            paddles=(s.paddles[0], s.paddles[1]),
-            score=(s.score[0], s.score[1]),
-            phase=s.phase,
-            my_side=LEFT,
-            names=self.names,
-            points_to_win=self.rules.points_to_win,
-            rules=self.rules,
-        )
-
-
-class ClientMatch(Match):
-    """The client: predicts its paddle, plays back the host's snapshots."""
-
-    my_side = RIGHT
-
-    def __init__(self, link: Link, my_name: str, opponent: str, now: float) -> None:
-        super().__init__(link, my_name, opponent, now)
-        self.status = Status.WAITING
-        self.rules = Rules()
-        self.buffer = SnapshotBuffer(self.rules)
-        self.predictor = PaddlePredictor(self.rules, INPUT_HISTORY)
-        self.game = 0
-        self._play: Playback | None = None
-
-    def update(self, now: float, controller: Controller) -> None:
-        """Sample one intent per tick, move our paddle at once, send the inputs."""
-        self.check_silence(now)
-        if self.status == Status.LOST:
-            return
-        self._play = self.buffer.sample(now)
-        self._events.extend(self.buffer.take_events())
-        steps = self._clock.advance(now)
-        for _ in range(steps):
-            playing = self.status == Status.PLAYING
-            self.predictor.step(controller(self.view()) if playing else Intent.STAY)
-        message = self.predictor.message()
-        if steps and message is not None:
-            self.link.send_fast(encode_input(message))
-
-    def _on_fast(self, data: object, now: float) -> None:
-        snap = decode_snapshot(data)
-        if snap.game != self.game:
-            if self.status == Status.OVER and snap.game == (self.game + 1) % 256:
-                self._restart(snap.game)  # the snapshot overtook the RESTART event
-            else:
-                return  # a straggler from the last game
-        if not self.buffer.push(snap, now):
-            return
-        if snap.points_to_win != self.rules.points_to_win:
-            self.rules = Rules(points_to_win=snap.points_to_win)
-        self.predictor.reconcile(snap.right_y, snap.input_ack)
-        if self.status == Status.WAITING:
+        self.confirmed = c = State(*known[1])
+        if c.game > self.game:  # both asked for a rematch
+            self.game = c.game
             self.status = Status.PLAYING
-        if snap.phase == Phase.OVER:
-            winner = LEFT if snap.score[LEFT] > snap.score[RIGHT] else RIGHT
-            self._game_over(winner, snap.score)
+            self.winner = None
+            self.i_want_rematch = False
+        elif c.phase == Phase.OVER and self.status == Status.PLAYING:
+            self.status = Status.OVER
+            self.final_score = c.score
+            self.winner = LEFT if c.left_score > c.right_score else RIGHT
+            self._send_event(GameEvent(Kind.OVER_SEEN, (c.game,)))
 
-    def _game_over(self, winner: int, score: tuple[int, int]) -> None:
-        if self.status == Status.PLAYING:
-            self.link.send_event(encode_event(GameEvent(Kind.OVER_SEEN)))
-            self._events.append(SimEvent(EventKind.GAME_OVER, winner))
-        super()._game_over(winner, score)
-
-    def _on_event(self, event: GameEvent) -> None:
-        if event.kind == Kind.OVER:
-            winner, left, right = event.args
-            if self.status == Status.WAITING:
-                self.status = Status.PLAYING
-            self._game_over(winner, (left, right))
-        elif event.kind == Kind.RESTART:
-            self._restart(event.args[0] % 256)
-        elif event.kind != Kind.POINT:  # points are shown from the snapshots
-            log.warning("unexpected %s from host %s", event.kind.value, self.opponent)
-
-    def _restart(self, game: int) -> None:
-        if self.game == game:
-            return
-        self.game = game
-        self._restarted()
-
-    def _maybe_restart(self) -> None:
-        """Only the host restarts; the client waits for RESTART."""
-
-    def view(self) -> View:
-        play = self._play
-        r = self.rules
-        if play is None:
-            return View(
-                ball=(r.width / 2, r.height / 2),
-                ball_velocity=(0.0, 0.0),
-                paddles=(r.height / 2, self.predictor.y),
-                score=(0, 0),
-                phase=Phase.SERVE,
-                my_side=RIGHT,
-                names=self.names,
-                points_to_win=r.points_to_win,
-                rules=r,
-            )
-        score = self.final_score if self.status == Status.OVER else play.score
-        return View(
-            ball=(play.ball_x, play.ball_y),
-            ball_velocity=(play.ball_vx, play.ball_vy),
-            paddles=(play.left_y, self.predictor.y),
-            score=score,
-            phase=play.phase,
-            my_side=RIGHT,
-            names=self.names,
-            points_to_win=r.points_to_win,
-            rules=r,
-        )
+    def _send_event(self, event: GameEvent) -> None:
+        self.link.send(self.opponent, encode_event(event), Delivery.RELIABLE_ORDERED,
+                       EVENT_CHANNEL)

@@ -12,10 +12,10 @@ import pygame
 
 from games.pong.bot import Bot
 from games.pong.control import bot_controller
-from games.pong.link import INPUT_CHANNEL, SNAPSHOT_CHANNEL, MatchRouter, PeerLike, PeerLink
+from games.pong.link import MatchRouter, PeerLike
 from games.pong.lobby import ConnectRequest, Role
-from games.pong.match import ClientMatch, Controller, HostMatch, Match, Status
-from games.pong.sim import Rules
+from games.pong.match import Controller, Match, Status
+from games.pong.sim import LEFT, RIGHT, Rules
 
 
 def new_seed() -> int:
@@ -49,14 +49,11 @@ class MatchSession:
         controller: Controller | None,
     ) -> MatchSession:
         """The session for a fresh connection; `controller` None: a bot plays."""
-        match: Match
-        if request.role == Role.HOST:
-            link = PeerLink(peer, opponent, SNAPSHOT_CHANNEL)
-            rules = Rules(points_to_win=points)
-            match = HostMatch(link, request.user_name, opponent, now, seed=seed, rules=rules)
-        else:
-            link = PeerLink(peer, opponent, INPUT_CHANNEL)
-            match = ClientMatch(link, request.user_name, opponent, now)
+        side = LEFT if request.role == Role.HOST else RIGHT
+        # The host's seed and target score decide the game; the client learns them
+        # from the host's START message.
+        match = Match(peer, request.user_name, opponent, side, now, seed=seed,
+                      rules=Rules(points_to_win=points))
         if controller is None:
             bot = Bot(match.my_side, match.rules, seed + 7919 * match.my_side)
             controller = bot_controller(bot)
@@ -112,10 +109,24 @@ class MatchSession:
             "result": "win" if m.i_won else "loss",
             "score": list(m.final_score),
             "opponent": m.opponent,
-            "role": "host" if isinstance(m, HostMatch) else "client",
+            "role": "host" if m.my_side == LEFT else "client",
             "seed": self.seed,
             "duration": round(now - self.game_started, 2),
+            "hits": m.my_hits,
+            "misses": m.my_misses,
+            "desyncs": len(m.desyncs),
         }
+        if m.session is not None:
+            st = m.session.stats
+            result.update(
+                rollbacks=st.rollbacks,
+                max_rollback_frames=st.max_rollback_frames,
+                frames_rolled_back=st.frames_rolled_back,
+                prediction_misses=st.prediction_misses,
+                frames=st.frame,
+                stalls=st.stalls,
+                dropped_messages=st.dropped_messages,
+            )
         result.update(self.traffic(now))
         return result
 
@@ -132,7 +143,14 @@ class MatchSession:
             f"out {stats.bytes_out_per_sec / 1000:5.2f} KB/s",
             f"path {stats.path}",
         ]
-        m = self.match
-        if isinstance(m, ClientMatch):
-            lines.append(f"unacked inputs {m.predictor.unacknowledged}")
+        session = self.match.session
+        if session is not None:
+            st = session.stats
+            lines += [
+                f"frame {st.frame}  delay {session.frame_delay}  ahead {st.frame_advantage}",
+                f"rollbacks {st.rollbacks}  longest {st.max_rollback_frames} frames",
+                f"rolled back {st.frames_rolled_back} frames",
+                f"prediction misses {st.prediction_misses}",
+                f"desyncs {st.desyncs}  stalls {st.stalls}",
+            ]
         return lines

@@ -5,13 +5,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import pygame
 
 from games.pong.cli import DEFAULT_HANDSHAKE, Options, format_address
 from games.pong.link import PeerLike
 from games.pong.sound import SoundBoard
+
+if TYPE_CHECKING:
+    from games.pong.lobby import ConnectRequest
+    from games.pong.session import MatchSession
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +74,28 @@ class DemoLike(Protocol):
         """Stop the bot process and the handshake server."""
 
 
+class Navigation(Protocol):
+    """Where a scene can go. The app provides it (``scenes.navigator``), so scenes
+    never import each other."""
+
+    def menu(self) -> None:
+        """Close whatever session there is and show the menu."""
+
+    def browse(self) -> None: ...
+
+    def connect(self, request: ConnectRequest) -> None: ...
+
+    def demo(self, name: str) -> None:
+        """Host ``name`` on a local handshake server against a bot process."""
+
+    def play(self, session: MatchSession) -> None: ...
+
+    def game_over(self, session: MatchSession) -> None: ...
+
+    def message(self, title: str, text: str) -> None:
+        """Show a message, then the menu."""
+
+
 @dataclass
 class Context:
     """Shared by the scenes of one app run."""
@@ -84,6 +110,13 @@ class Context:
     running: bool = True
     fps: float = 0.0  # measured by the app, shown by the overlay
     next_scene: Scene | None = field(default=None, repr=False)
+    nav: Navigation | None = field(default=None, repr=False)
+
+    @property
+    def go(self) -> Navigation:
+        """Scene changes (set by the app)."""
+        assert self.nav is not None, "the app sets Context.nav"
+        return self.nav
 
     def switch(self, scene: Scene) -> None:
         """Change scene at the end of this frame."""

@@ -10,7 +10,6 @@ from framework import events
 from games.pong import render, theme
 from games.pong.cli import Address, format_address, parse_address
 from games.pong.lobby import ConnectRequest, Role
-from games.pong.scenes import connecting, menu
 from games.pong.scenes.base import Context, Scene
 from games.pong.widgets import BUTTON_HEIGHT, FIELD_HEIGHT, Button, Form, TextField
 
@@ -87,7 +86,7 @@ class BrowseScene(Scene):
     def handle_event(self, event: pygame.event.Event, now: float) -> None:
         if event.type == pygame.KEYDOWN:
             if event.key == pygame.K_ESCAPE:
-                menu.back_to_menu(self.ctx)
+                self.ctx.go.menu()
                 return
             if event.key == pygame.K_F5:
                 self.refresh(now)
@@ -112,7 +111,7 @@ class BrowseScene(Scene):
         elif action == "refresh":
             self.refresh(now)
         elif action == "back":
-            menu.back_to_menu(self.ctx)
+            self.ctx.go.menu()
 
     def _row_at(self, pos: tuple[int, int]) -> int | None:
         for i in range(min(len(self.entries), MAX_ROWS)):
@@ -146,7 +145,7 @@ class BrowseScene(Scene):
             self.ctx.opts.local_address,
             s.password if entry.locked else None,
         )
-        self.ctx.switch(connecting.ConnectingScene(self.ctx, request))
+        self.ctx.go.connect(request)
 
     def handle_net(self, event: pygame.event.Event, now: float) -> None:
         if event.type == events.RECEIVED_SERVER_LIST:

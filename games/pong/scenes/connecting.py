@@ -8,8 +8,8 @@ import pygame
 
 from games.pong import render, theme
 from games.pong.lobby import Connector, ConnectRequest, Role, Stage
-from games.pong.scenes import menu, play
 from games.pong.scenes.base import Context, Scene
+from games.pong.scenes.common import start_session
 from games.pong.session import MatchSession
 
 DEMO_LOCAL = ("127.0.0.1", 0)
@@ -51,7 +51,7 @@ class ConnectingScene(Scene):
         if self.failed and event.type in (pygame.KEYDOWN, pygame.MOUSEBUTTONDOWN):
             back = True
         if back:
-            menu.back_to_menu(self.ctx)
+            self.ctx.go.menu()
 
     @property
     def failed(self) -> bool:
@@ -66,8 +66,8 @@ class ConnectingScene(Scene):
             return
         c.handle(event)
         if c.connected and c.opponent is not None and self.ctx.peer is not None:
-            self.session = play.start_session(self.ctx, self.request, c.opponent, now)
-            self.ctx.switch(play.PlayScene(self.ctx, self.session))
+            self.session = start_session(self.ctx, self.request, c.opponent, now)
+            self.ctx.go.play(self.session)
 
     def update(self, now: float) -> None:
         c = self.connector

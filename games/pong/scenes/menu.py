@@ -7,7 +7,6 @@ import pygame
 from games.pong import render, theme
 from games.pong.cli import parse_address
 from games.pong.lobby import ConnectRequest, Role
-from games.pong.scenes import browse, connecting
 from games.pong.scenes.base import Context, Scene
 from games.pong.widgets import BUTTON_HEIGHT, FIELD_HEIGHT, Button, Form, TextField
 
@@ -15,13 +14,6 @@ NAME = "Your name"
 HANDSHAKE = "Handshake server"
 PASSWORD = "Password (optional)"
 JOIN = "Game to join"
-
-
-def back_to_menu(ctx: Context) -> None:
-    """Close whatever session there is and show the menu."""
-    ctx.close_peer()
-    ctx.stop_demo()
-    ctx.switch(MenuScene(ctx))
 
 
 class MenuScene(Scene):
@@ -96,16 +88,16 @@ class MenuScene(Scene):
         if action == "quit":
             self.ctx.quit()
         elif action == "browse":
-            self.ctx.switch(browse.BrowseScene(self.ctx))
+            self.ctx.go.browse()
         elif action == "demo":
             if not self.ctx.settings.name:
                 self.error = "Type your name first."
                 return
-            self.ctx.switch(connecting.ConnectingScene.demo(self.ctx, self.ctx.settings.name))
+            self.ctx.go.demo(self.ctx.settings.name)
         elif action in ("host", "join"):
             request = self.request(Role.HOST if action == "host" else Role.CLIENT)
             if request is not None:
-                self.ctx.switch(connecting.ConnectingScene(self.ctx, request))
+                self.ctx.go.connect(request)
 
     def draw(self, surface: pygame.Surface, now: float) -> None:
         surface.fill(theme.BACKGROUND)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pygame
 
 from games.pong import render, theme
-from games.pong.scenes import menu
 from games.pong.scenes.base import Context, Scene
 
 AUTO_RETURN = 6.0  # s before going back to the menu on its own
@@ -25,11 +24,11 @@ class MessageScene(Scene):
 
     def handle_event(self, event: pygame.event.Event, now: float) -> None:
         if event.type in (pygame.KEYDOWN, pygame.MOUSEBUTTONDOWN):
-            menu.back_to_menu(self.ctx)
+            self.ctx.go.menu()
 
     def update(self, now: float) -> None:
         if self.shown_at is not None and now - self.shown_at > AUTO_RETURN:
-            menu.back_to_menu(self.ctx)
+            self.ctx.go.menu()
 
     def draw(self, surface: pygame.Surface, now: float) -> None:
         surface.fill(theme.BACKGROUND)

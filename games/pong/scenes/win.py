@@ -6,8 +6,8 @@ import pygame
 
 from games.pong import render, theme
 from games.pong.match import Status
-from games.pong.scenes import menu, play
 from games.pong.scenes.base import Context, Scene
+from games.pong.scenes.common import STATS_KEYS, draw_match, leave_for_status
 from games.pong.session import MatchSession
 from games.pong.widgets import BUTTON_HEIGHT, Button, Form
 
@@ -30,13 +30,13 @@ class WinScene(Scene):
                 action = "rematch"
             elif event.key in (pygame.K_ESCAPE, pygame.K_m):
                 action = "menu"
-            elif event.key in play.STATS_KEYS:
+            elif event.key in STATS_KEYS:
                 self.ctx.settings.show_stats = not self.ctx.settings.show_stats
         if action == "rematch":
             self.session.match.request_rematch()
         elif action == "menu":
             self.session.leave()
-            menu.back_to_menu(self.ctx)
+            self.ctx.go.menu()
 
     def handle_net(self, event: pygame.event.Event, now: float) -> None:
         self.session.route(event, now)
@@ -44,13 +44,13 @@ class WinScene(Scene):
     def update(self, now: float) -> None:
         self.session.update(now)
         self.ctx.sounds.play_events(self.session.match.take_events(), self.session.match.my_side)
-        if play.leave_for_status(self.ctx, self.session):
+        if leave_for_status(self.ctx, self.session):
             return
         if self.session.match.status == Status.PLAYING:
-            self.ctx.switch(play.PlayScene(self.ctx, self.session))
+            self.ctx.go.play(self.session)
 
     def draw(self, surface: pygame.Surface, now: float) -> None:
-        play.draw_match(surface, self.ctx, self.session, now)
+        draw_match(surface, self.ctx, self.session, now)
         m = self.session.match
         title = "You win!" if m.i_won else f"{m.opponent} wins"
         left, right = m.final_score
