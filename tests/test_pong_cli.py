@@ -123,10 +123,10 @@ class QuietPeer:
     def __init__(self) -> None:
         self.calls: list[str] = []
 
-    def init_server(self, *args: Any) -> None:
+    def init_server(self, *args: Any, **kwargs: Any) -> None:
         self.calls.append("init_server")
 
-    def init_client(self, *args: Any) -> None:
+    def init_client(self, *args: Any, **kwargs: Any) -> None:
         self.calls.append("init_client")
 
     def get_server_name(self) -> str | None:
@@ -162,3 +162,14 @@ def test_the_client_learns_its_opponent_on_confirmation() -> None:
     connector.start()
     connector.handle(pygame.event.Event(events.CONFIRMED_AS_CLIENT, server_address=("h", 1)))
     assert connector.connected and connector.opponent == "alice"
+
+
+def test_the_handshake_key_can_be_pinned_two_ways() -> None:
+    fp = "3F9A2C4177D091BE5E06C2AA0B138F4D"
+    pinned = "3f9a-2c41-77d0-91be-5e06-c2aa-0b13-8f4d"
+    assert parse_args(["--join", "g", "--handshake-key", fp]).handshake_key == pinned
+    opts = parse_args(["--join", "g", "--handshake", f"203.0.113.5:5160#{pinned}"])
+    assert opts.handshake == ("203.0.113.5", 5160) and opts.handshake_key == pinned
+    assert parse_args(["--join", "g"]).handshake_key is None
+    with pytest.raises(SystemExit):
+        parse_args(["--join", "g", "--handshake-key", "not-a-key"])

@@ -36,13 +36,13 @@ class FakePeer:
         self.queued: list[pygame.event.Event] = []
         self.closed = False
 
-    def init_server(self, *args: Any) -> None:
+    def init_server(self, *args: Any, **kwargs: Any) -> None:
         self.calls.append(("init_server", args))
 
-    def init_client(self, *args: Any) -> None:
+    def init_client(self, *args: Any, **kwargs: Any) -> None:
         self.calls.append(("init_client", args))
 
-    def request_server_list(self, *args: Any) -> None:
+    def request_server_list(self, *args: Any, **kwargs: Any) -> None:
         self.calls.append(("request_server_list", args))
 
     def send(self, peer_name: str, message: Any, delivery: Any = None, channel: int = 0) -> None:

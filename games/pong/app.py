@@ -38,7 +38,8 @@ def make_demo() -> DemoLike:
 def make_context(opts: Options, sounds: SoundBoard) -> Context:
     settings = Settings(
         name=opts.user_name,
-        handshake=format_address(opts.handshake),
+        handshake=format_address(opts.handshake)
+        + (f"#{opts.handshake_key}" if opts.handshake_key else ""),
         password=opts.password or "",
         join_name=opts.server_name if opts.mode == "join" and opts.server_name else "",
     )

@@ -7,6 +7,8 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from framework.protocol.crypto import normalize_fingerprint
+
 DEFAULT_HANDSHAKE = ("127.0.0.1", 5160)
 DEFAULT_LOCAL = ("0.0.0.0", 0)
 DEFAULT_POINTS = 11
@@ -37,6 +39,13 @@ def parse_address(text: str) -> Address:
     return host, port
 
 
+def parse_handshake(text: str) -> tuple[Address, str | None]:
+    """'host:port' or 'host:port#FINGERPRINT' -> (address, fingerprint or None): the
+    handshake server, and the key fingerprint to pin it to. Raises ValueError."""
+    address, sep, key = text.strip().partition("#")
+    return parse_address(address), normalize_fingerprint(key) if sep else None
+
+
 def format_address(address: Address) -> str:
     host, port = address
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -48,6 +57,8 @@ class Options:
     server_name: str | None = None  # the game to host or join
     player_name: str | None = None  # --as
     handshake: Address = DEFAULT_HANDSHAKE
+    #: Fingerprint of the handshake server's key to insist on (None: trust the first seen).
+    handshake_key: str | None = None
     password: str | None = None
     local_address: Address = DEFAULT_LOCAL
     bot: bool = False
@@ -76,6 +87,20 @@ def default_player_name() -> str:
 def _address_arg(text: str) -> Address:
     try:
         return parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _handshake_arg(text: str) -> tuple[Address, str | None]:
+    try:
+        return parse_handshake(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _key_arg(text: str) -> str:
+    try:
+        return normalize_fingerprint(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -122,10 +147,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as", dest="player", metavar="PLAYER", help="your name when joining")
     p.add_argument(
         "--handshake",
-        type=_address_arg,
-        default=DEFAULT_HANDSHAKE,
-        metavar="HOST:PORT",
-        help=f"handshake server (default {format_address(DEFAULT_HANDSHAKE)})",
+        type=_handshake_arg,
+        default=(DEFAULT_HANDSHAKE, None),
+        metavar="HOST:PORT[#KEY]",
+        help=f"handshake server (default {format_address(DEFAULT_HANDSHAKE)}), optionally "
+        "with the fingerprint of its key after a #",
+    )
+    p.add_argument(
+        "--handshake-key",
+        type=_key_arg,
+        metavar="FINGERPRINT",
+        help="the handshake server's key fingerprint (what `python -m server` prints): "
+        "refuse any other server",
     )
     p.add_argument("--password", metavar="PW", help="password of the game")
     p.add_argument(
@@ -182,7 +215,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         mode=mode,
         server_name=ns.host or ns.join,
         player_name=ns.player,
-        handshake=ns.handshake,
+        handshake=ns.handshake[0],
+        handshake_key=ns.handshake_key or ns.handshake[1],
         password=ns.password,
         local_address=ns.local_address,
         bot=ns.bot,

@@ -23,6 +23,8 @@ class PeerLike(Protocol):
         local_address: Address,
         server_name: str,
         password: str | None = None,
+        *,
+        handshake_key: str | None = None,
     ) -> None: ...
 
     def init_client(
@@ -32,9 +34,13 @@ class PeerLike(Protocol):
         user_name: str,
         server_name: str,
         password: str | None = None,
+        *,
+        handshake_key: str | None = None,
     ) -> None: ...
 
-    def request_server_list(self, handshake_address: Address) -> None: ...
+    def request_server_list(
+        self, handshake_address: Address, *, handshake_key: str | None = None
+    ) -> None: ...
 
     def send(
         self,

@@ -40,6 +40,7 @@ class ConnectRequest:
     handshake: Address
     local_address: Address
     password: str | None = None
+    handshake_key: str | None = None
 
     @classmethod
     def from_options(cls, opts: Options) -> ConnectRequest:
@@ -53,6 +54,7 @@ class ConnectRequest:
             handshake=opts.handshake,
             local_address=opts.local_address,
             password=opts.password,
+            handshake_key=opts.handshake_key,
         )
 
 
@@ -61,6 +63,8 @@ def explain_error(message: str, request: ConnectRequest) -> str:
     low = message.lower()
     hs = format_address(request.handshake)
     server = request.server_name
+    if "pinned" in low or "key changed" in low or "unusable key" in low:
+        return f"The handshake server {hs} is not the one you trust: {message}"
     if "needs a password" in low and not request.password:
         return f"'{server}' needs a password."
     if "password" in low:
@@ -95,11 +99,13 @@ class Connector:
         r = self.request
         try:
             if r.role == Role.HOST:
-                self.peer.init_server(r.handshake, r.local_address, r.server_name, r.password)
+                self.peer.init_server(r.handshake, r.local_address, r.server_name, r.password,
+                                      handshake_key=r.handshake_key)
                 self.stage = Stage.REGISTERING
             else:
                 self.peer.init_client(
-                    r.handshake, r.local_address, r.user_name, r.server_name, r.password
+                    r.handshake, r.local_address, r.user_name, r.server_name, r.password,
+                    handshake_key=r.handshake_key,
                 )
                 self.stage = Stage.JOINING
         except (OSError, ValueError) as exc:

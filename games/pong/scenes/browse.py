@@ -8,7 +8,7 @@ import pygame
 
 from framework import events
 from games.pong import render, theme
-from games.pong.cli import Address, format_address, parse_address
+from games.pong.cli import Address, format_address, parse_handshake
 from games.pong.lobby import ConnectRequest, Role
 from games.pong.scenes.base import Context, Scene
 from games.pong.widgets import BUTTON_HEIGHT, FIELD_HEIGHT, Button, Form, TextField
@@ -47,6 +47,7 @@ class BrowseScene(Scene):
         self.asked_at: float | None = None
         self.error = ""
         self.handshake: Address | None = None
+        self.handshake_key: str | None = None
         self.form = Form(
             [
                 TextField(
@@ -65,7 +66,7 @@ class BrowseScene(Scene):
     def enter(self, now: float) -> None:
         pygame.key.start_text_input()
         try:
-            self.handshake = parse_address(self.ctx.settings.handshake)
+            self.handshake, self.handshake_key = parse_handshake(self.ctx.settings.handshake)
         except ValueError as exc:
             self.error = f"Handshake server: {exc}"
             return
@@ -76,7 +77,7 @@ class BrowseScene(Scene):
             return
         try:
             peer = self.ctx.peer or self.ctx.open_peer()
-            peer.request_server_list(self.handshake)
+            peer.request_server_list(self.handshake, handshake_key=self.handshake_key)
         except OSError as exc:
             self.error = f"Could not ask: {exc}"
             return
@@ -144,6 +145,7 @@ class BrowseScene(Scene):
             self.handshake,
             self.ctx.opts.local_address,
             s.password if entry.locked else None,
+            self.handshake_key,
         )
         self.ctx.go.connect(request)
 

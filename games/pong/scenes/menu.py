@@ -5,7 +5,7 @@ from __future__ import annotations
 import pygame
 
 from games.pong import render, theme
-from games.pong.cli import parse_address
+from games.pong.cli import parse_handshake
 from games.pong.lobby import ConnectRequest, Role
 from games.pong.scenes.base import Context, Scene
 from games.pong.widgets import BUTTON_HEIGHT, FIELD_HEIGHT, Button, Form, TextField
@@ -31,7 +31,7 @@ class MenuScene(Scene):
         self.form = Form(
             [
                 TextField(NAME, s.name, field_rect(0), max_length=24),
-                TextField(HANDSHAKE, s.handshake, field_rect(1), max_length=64),
+                TextField(HANDSHAKE, s.handshake, field_rect(1), max_length=100),
                 TextField(PASSWORD, s.password, field_rect(2), max_length=32, secret=True),
                 TextField(JOIN, s.join_name, field_rect(3), max_length=24),
                 Button("Host a game", "host", button_rect(0)),
@@ -70,7 +70,7 @@ class MenuScene(Scene):
             self.error = "Type your name first."
             return None
         try:
-            handshake = parse_address(s.handshake)
+            handshake, key = parse_handshake(s.handshake)
         except ValueError as exc:
             self.error = f"Handshake server: {exc}"
             return None
@@ -82,7 +82,7 @@ class MenuScene(Scene):
             self.error = "Pick a name different from the game's."
             return None
         local = self.ctx.opts.local_address
-        return ConnectRequest(role, s.name, server, handshake, local, s.password or None)
+        return ConnectRequest(role, s.name, server, handshake, local, s.password or None, key)
 
     def act(self, action: str) -> None:
         if action == "quit":
