@@ -1,15 +1,82 @@
-"""The short fuzz campaign of `make test` (the long one is `make fuzz`)."""
+"""The short fuzz campaign of `make test` (the long one is `make fuzz`).
+
+A seeded run of tools/fuzz.py: an authenticated malicious client against hosts (with and
+without a password), an authenticated malicious host against clients, a malicious
+handshake server, strangers and spoofers replaying mutated recorded datagrams, and the
+handshake server's own boundary. Nothing may raise, no safety net may swallow an
+exception (``internal_errors``), and every victim must still exchange reliable messages.
+"""
 
 from __future__ import annotations
 
-from tools.fuzz import build_target, run_mutate
+import time
+
+import pytest
+
+from tools.fuzz import Harness, run_mutate
+
+INPUTS = 50_000
+SEED = 3
+
+#: Bugs the harness found in framework/ that are not fixed yet, by the place they
+#: happen (see the findings' tracebacks). A finding elsewhere fails the test at once.
+#: Remove an entry when its fix lands: test_no_known_bug_is_left then passes.
+KNOWN = {
+    # paths.py on_response: `token != expected` with a numpy array as the token
+    # (an authenticated peer's PATH_RESPONSE) -> ValueError, swallowed as internal error.
+    ("internal_error", "ValueError at protocol/paths.py:67"),
+    # handshake.py _on_auth: an unauthenticated AUTH spoofed from a connected client's
+    # address removes that client from the host (it then times out).
+    ("invariant", "client->host/password: the host lost its honest client (or one of "
+                  "them ended)"),
+    ("invariant", "client->host/open: the host lost its honest client (or one of "
+                  "them ended)"),
+}
 
 
-def test_fifty_thousand_mutated_datagrams_crash_nothing() -> None:
-    target = build_target(seed=3)
-    assert len(target.corpus) > 50
-    run_mutate(target, 50_000, seed=3, report=lambda s: None)
-    assert target.inputs == 50_000
-    assert target.alive()
-    assert target.host.blocked_count > 40_000
-    assert len(target.hs.registrations) <= target.hs.config.max_registrations_per_ip
+@pytest.fixture(scope="module")
+def campaign() -> tuple[Harness, float]:
+    start = time.monotonic()
+    h = Harness(seed=SEED)
+    run_mutate(h, INPUTS, seed=SEED, report=lambda s: None)
+    healthy = h.check_all()
+    assert healthy or h.findings
+    return h, time.monotonic() - start
+
+
+def _describe(h: Harness) -> str:
+    return "\n".join(f"{f.what}: {f.where} x{f.count} (lane {f.lane})\ninput {f.input_hex}\n"
+                     f"{f.traceback}" for f in h.findings.values())
+
+
+def test_authenticated_attackers_and_strangers_crash_nothing(
+        campaign: tuple[Harness, float]) -> None:
+    h, seconds = campaign
+    assert h.inputs == INPUTS
+    assert seconds < 60
+    summary = h.summary()
+    lanes = summary["lanes"]
+    assert isinstance(lanes, dict) and len(lanes) == 10 and min(lanes.values()) > 1000
+    # nothing escaped receive_datagram, handle_timer or HandshakeCore.receive
+    assert h.raised == 0, _describe(h)
+    # every finding is a known, reported bug: anything new fails here, with its input
+    new = [f for key, f in h.findings.items() if key not in KNOWN]
+    assert not new, _describe(h)
+    # the victims survived: each still exchanges reliable messages both ways, at the end
+    # and at the checks along the way; the fuzzed handshake server holds a bounded state
+    for scn in h.scenarios:
+        assert scn.victim.is_connected(), scn.label
+        assert scn.checks_passed >= 4 and scn.checks_failed == 0, scn.label
+        assert scn.victim.blocked_count > 0
+    assert h.hs.stats.internal_errors == 0
+    assert len(h.hs.registrations) <= h.hs.config.max_registrations_per_ip * len(h.hs_peers)
+
+
+@pytest.mark.xfail(strict=True, reason="framework bugs found by the harness, not fixed yet: "
+                   "see KNOWN")
+def test_no_known_bug_is_left(campaign: tuple[Harness, float]) -> None:
+    h, _ = campaign
+    assert h.internal_errors == 0, _describe(h)
+    errors = h.victims_errors()
+    assert all(n == 0 for n in errors.values()), errors
+    assert h.invariants == 0, _describe(h)
