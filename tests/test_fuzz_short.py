@@ -31,6 +31,12 @@ KNOWN = {
                   "them ended)"),
     ("invariant", "client->host/open: the host lost its honest client (or one of "
                   "them ended)"),
+    # messaging.py _dispatch: a FORWARD whose payload does not decode makes the receiving
+    # client raise in _on_forwarded after its Connection accepted (and acked) the whole
+    # datagram: every later message of that datagram, the host's own, is lost for good.
+    ("invariant", "client->host/password: the honest client lost reliable messages of "
+                  "the host"),
+    ("invariant", "client->host/open: the honest client lost reliable messages of the host"),
 }
 
 
@@ -56,7 +62,7 @@ def test_authenticated_attackers_and_strangers_crash_nothing(
     assert seconds < 60
     summary = h.summary()
     lanes = summary["lanes"]
-    assert isinstance(lanes, dict) and len(lanes) == 10 and min(lanes.values()) > 1000
+    assert isinstance(lanes, dict) and len(lanes) == 11 and min(lanes.values()) > 1000
     # nothing escaped receive_datagram, handle_timer or HandshakeCore.receive
     assert h.raised == 0, _describe(h)
     # every finding is a known, reported bug: anything new fails here, with its input

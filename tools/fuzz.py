@@ -201,6 +201,9 @@ class Scenario:
         self.checks_passed = 0
         self.checks_failed = 0
         self.reported = False
+        #: Reliable messages the host sent its honest client along the way: (when, text).
+        self.stream: list[tuple[float, str]] = []
+        self.streamed = 0
         self.victim: Session
         self.honest: Session | None = None
         self.attacker: Attacker
@@ -210,6 +213,7 @@ class Scenario:
         h = self.h
         self.generation += 1
         self.reported = False
+        self.stream = []
         g = self.generation
         if self.role == "host":
             host = h.start_host(f"{self.tag}h{g}", self.password)
@@ -273,6 +277,30 @@ class Scenario:
                     f"host {self.victim.phase.value}, honest "
                     f"{self.honest.phase.value if self.honest else '-'}; host said "
                     f"{h.ended.get(id(self.victim))}; honest said {h.ended.get(id(self.honest))}")
+
+    def send_stream(self) -> None:
+        """Host victim: one more reliable message to the honest client; none may be lost,
+        whatever the attacker makes the host pass on to that client."""
+        if self.honest is None or self.reported or not self.victim.is_connected():
+            return
+        self.streamed += 1
+        text = f"check:{self.tag}:stream:{self.streamed}"
+        try:
+            self.victim.send(self.honest.name or "", text, Delivery.RELIABLE_ORDERED,
+                             CHECK_CHANNEL)
+        except NotConnected:
+            return
+        self.stream.append((self.h.net.now, text))
+
+    def check_stream(self) -> None:
+        """Every message of the stream sent over two seconds ago has arrived."""
+        h = self.h
+        old = [t for when, t in self.stream if when < h.net.now - 2.0]
+        lost = [t for t in old if t not in h.seen]
+        self.stream = [(w, t) for w, t in self.stream if w >= h.net.now - 2.0]
+        if lost and not self.reported:
+            h.invariant(f"{self.label}: the honest client lost reliable messages of the host",
+                        f"{len(lost)} of {len(old)} lost, e.g. {lost[:3]}")
 
     def retire_all(self) -> None:
         for s in (self.victim, self.honest, self.attacker.real):
@@ -372,6 +400,7 @@ class Harness:
             ("peer-system", self.lane_peer_system),
             ("peer-system", self.lane_peer_system),
             ("peer-connection", self.lane_peer_connection),
+            ("peer-forward", self.lane_peer_forward),
             ("peer-raw-plaintext", self.lane_peer_raw),
             ("peer-numbers", self.lane_peer_numbers),
             ("peer-path", self.lane_peer_path),
@@ -438,9 +467,13 @@ class Harness:
             if atk.alive():
                 for data in atk.flush():
                     self.feed(scn.victim, data, atk.address)
+                # One datagram the victim surely accepts: its window follows our counter,
+                # however many rejected ones we sealed (32768 in a row would lose it).
+                self.feed(scn.victim, atk.seal(b"\x00" * 6 + b"\x90"), atk.address)
         self._step()
         for scn in self.scenarios:
             scn.upkeep()
+            scn.send_stream()
 
     def _step(self) -> None:
         try:
@@ -512,6 +545,12 @@ class Harness:
         now = self.net.now
         try:
             victim.receive_datagram(data, src, now)
+            if self.inputs % 2 == 0:
+                # As a game does between its receive and its tick: a host sends its honest
+                # client a message, batched with whatever the datagram made it send.
+                for scn in self.scenarios:
+                    if scn.victim is victim:
+                        scn.send_stream()
             victim.handle_timer(now)
         except Exception as exc:
             self.record("raised", exc, exc.__traceback__)
@@ -579,6 +618,9 @@ class Harness:
             mode = r.below(4)
             flags = mode | 15 << 4
             msg = gen_system(r, atk.token)
+            if type(msg) is list and len(msg) > 1 and msg[0] in (2, 4) and r.below(2):
+                # to (or about) a real player of the session: the honest client
+                msg[1 if msg[0] == 2 else 2] = scn.honest.name if scn.honest else scn.label
             seq = r.below(4) if r.below(4) else gen_int(r)
             if mode == 0:
                 items.append([flags, msg])
@@ -588,6 +630,19 @@ class Harness:
                 items.append([flags, seq, r.below(50), msg])
         plain = b"\x00\x00\x00\x00\x00\x00" + enc(items)
         self.feed(scn.victim, atk.seal(plain), self._source(r, scn))
+
+    def lane_peer_forward(self, r: Reader) -> None:
+        """Through the host to its honest client: FORWARD with odd payloads, ids, modes."""
+        scn = r.pick(self.scenarios[:2])
+        atk = scn.attacker
+        to = scn.honest.name if scn.honest is not None and r.below(4) else atk.name
+        k = r.below(4)
+        payload = enc(gen_value(r)) if k == 0 else gen_bytes(r) if k == 1 else \
+            r.pick((b"\xc1", b"", b"\x00\x00", b"\x91", enc("ok") + b"\x00", bytes(1100)))
+        mode = r.below(4) if r.below(6) else gen_int(r)
+        msg = [2, to, mode, r.below(15), gen_int(r), payload]
+        items = [[0xF0, msg] for _ in range(1 + r.below(3))]
+        self.feed(scn.victim, atk.seal(b"\x00" * 6 + enc(items)), atk.address)
 
     def lane_peer_connection(self, r: Reader) -> None:
         """Arbitrary payloads through the attacker's own Connection: batching, reliable
@@ -749,6 +804,7 @@ class Harness:
         self._checks += 1
         n = self._checks
         victim, atk = scn.victim, scn.attacker
+        scn.check_stream()
         if not victim.is_connected():
             return False
         there, back = f"check:{n}:to-peer", f"check:{n}:to-victim"
