@@ -134,7 +134,9 @@ def engine_send(count: int, hs: tuple[str, int], reliable: bool, rate: float) ->
     from framework import Config, Delivery, Peer  # noqa: PLC0415
 
     peer = Peer(Config(secs_between_peer_checks=60))
-    peer.init_client(hs, ("127.0.0.1", 0), "sender", "bench")
+    # A name of its own: the server holds a (game, user) introduction for 30 s, and the
+    # sender before this one was killed, not closed.
+    peer.init_client(hs, ("127.0.0.1", 0), f"sender{os.getpid()}", "bench")
     run_until(peer.tick, peer.is_connected)
     mode = Delivery.RELIABLE_ORDERED if reliable else Delivery.UNRELIABLE
     send_loop(lambda: peer.send("bench", payload(), mode, 0), peer.tick, count, rate)
