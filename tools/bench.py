@@ -110,17 +110,28 @@ MESSAGING = {  # contender: messages per throughput run
 V1 = " v1"  # the suffix of a contender run by the baseline tree's workers and server
 
 
+#: Rounds of the engine's own contenders (v2 and v1, reliable and unreliable): more than
+#: the others, because the v2/v1 ratio is the issue's target and a loaded machine is noisy.
+V1_ROUNDS = 7
+
+
 def bench_messaging(rounds: int, baseline: Path | None) -> dict[str, dict[str, float]]:
+    """Medians per contender; for "engine" and "engine-unreliable" also "v1_ratio": the
+    median of each round's v2 ÷ v1 (measured back to back, under the same load)."""
     contenders = [c for c in MESSAGING if baseline is not None or not c.endswith(V1)]
     results: dict[str, dict[str, list[float]]] = {c: {"tput": [], "p50": [], "p99": [],
                                                       "recv": []} for c in contenders}
+    engines = [c for c in contenders if c.startswith("engine")]
+    plan = [contenders] * rounds
+    if baseline is not None:
+        plan += [engines] * max(0, V1_ROUNDS - rounds)
     with ExitStack() as stack:
         hs_of = {ROOT: stack.enter_context(server(our_server("--requests-per-ip", "1e9")))[1]}
         if baseline is not None:
             hs_of[baseline] = stack.enter_context(
                 server(our_server("--requests-per-ip", "1e9"), baseline))[1]
-        for r in range(rounds):
-            order = contenders if r % 2 == 0 else list(reversed(contenders))
+        for r, chosen in enumerate(plan):
+            order = chosen if r % 2 == 0 else list(reversed(chosen))
             for c in order:
                 root = baseline if c.endswith(V1) and baseline is not None else ROOT
                 worker = c.removesuffix(V1)
@@ -130,9 +141,15 @@ def bench_messaging(rounds: int, baseline: Path | None) -> dict[str, dict[str, f
                 lat = pair(worker, 2000, hs_of[root], rate=1000.0, root=root)
                 results[c]["p50"].append(lat["lat_p50"])
                 results[c]["p99"].append(lat["lat_p99"])
-                log(f"  round {r + 1} {c:18s} {t['per_sec']:>10.0f} msg/s "
+                log(f"  round {r + 1} {c:20s} {t['per_sec']:>10.0f} msg/s "
                     f"p50 {lat['lat_p50'] * 1e6:7.0f} us p99 {lat['lat_p99'] * 1e6:7.0f} us")
-    return {c: {k: statistics.median(v) for k, v in d.items()} for c, d in results.items()}
+    out = {c: {k: statistics.median(v) for k, v in d.items()} for c, d in results.items()}
+    for c in engines:
+        if c + V1 in results:
+            pairs = zip(results[c]["tput"], results[c + V1]["tput"], strict=True)
+            out[c]["v1_ratio"] = statistics.median(a / b for a, b in pairs if b)
+            out[c]["rounds"] = len(results[c]["tput"])
+    return out
 
 
 # --- 2. the cost of tick() ------------------------------------------------------------
@@ -571,11 +588,9 @@ def report(r: dict[str, Any]) -> str:
         per2 = prof["send_us"] + prof["recv_us"]
         rows: list[Row] = [
             ["reliable-ordered messages/s (§1)", f"{e['tput']:,.0f}", f"{e1['tput']:,.0f}",
-             ratio_cell(e["tput"], e1["tput"], True),
-             f"≥ {V1_TARGET:.2f}: " + met(e["tput"] >= V1_TARGET * e1["tput"])],
+             f"{e['v1_ratio']:.2f}", f"≥ {V1_TARGET:.2f}: " + met(e["v1_ratio"] >= V1_TARGET)],
             ["unreliable messages/s (§1)", f"{eu['tput']:,.0f}", f"{eu1['tput']:,.0f}",
-             ratio_cell(eu["tput"], eu1["tput"], True),
-             f"≥ {V1_TARGET:.2f}: " + met(eu["tput"] >= V1_TARGET * eu1["tput"])],
+             f"{eu['v1_ratio']:.2f}", f"≥ {V1_TARGET:.2f}: " + met(eu["v1_ratio"] >= V1_TARGET)],
             ["reliable latency p50 at 1,000/s", us(e["p50"]), us(e1["p50"]),
              ratio_cell(e["p50"], e1["p50"], False), ""],
             ["unreliable latency p50 at 1,000/s", us(eu["p50"]), us(eu1["p50"]),
@@ -605,7 +620,11 @@ def report(r: dict[str, Any]) -> str:
             "round by round. v2 encrypts every peer datagram (ChaCha20-Poly1305, §7), seals "
             "the handshake server channel (X25519) and normalises names. The last column is "
             "v2's speed over v1's (v2 ÷ v1 for a rate, v1 ÷ v2 for a time): 1.00 is equal, "
-            "below 1 v2 is slower. The issue's target is the first two rows: within 10%.",
+            "below 1 v2 is slower. The issue's target is the first two rows: within 10%. "
+            f"Their ratio is the median of {e['rounds']:.0f} rounds' own ratios, each round "
+            "running v2 and v1 back to back under the same load (the engine's four contenders "
+            f"ran {V1_ROUNDS} rounds, the others {rounds}); the figures beside it are medians "
+            "of their own.",
             "",
             table(["measurement", "v2", "v1", "v2 speed ÷ v1 speed", "target"], rows),
             "",
@@ -640,11 +659,10 @@ def report(r: dict[str, Any]) -> str:
                 us(raw["p99"])]]),
         "",
         table(["target", "measured", "met"],
-              [*([[f"reliable ≥ {V1_TARGET:.2f}× protocol v1", f"{e['tput'] / e1['tput']:.2f}×",
-                   "yes" if e["tput"] >= V1_TARGET * e1["tput"] else "no"]] if e1 else []),
-               *([[f"unreliable ≥ {V1_TARGET:.2f}× protocol v1",
-                   f"{eu['tput'] / eu1['tput']:.2f}×",
-                   "yes" if eu["tput"] >= V1_TARGET * eu1["tput"] else "no"]] if eu1 else []),
+              [*([[f"reliable ≥ {V1_TARGET:.2f}× protocol v1", f"{e['v1_ratio']:.2f}×",
+                   "yes" if e["v1_ratio"] >= V1_TARGET else "no"]] if e1 else []),
+               *([[f"unreliable ≥ {V1_TARGET:.2f}× protocol v1", f"{eu['v1_ratio']:.2f}×",
+                   "yes" if eu["v1_ratio"] >= V1_TARGET else "no"]] if eu1 else []),
                ["reliable ≥ 0.5× ENet", f"{e['tput'] / en['tput']:.2f}×",
                 "yes" if e["tput"] >= 0.5 * en["tput"] else "no"],
                ["reliable ≥ 3× PodSixNet", f"{e['tput'] / ps['tput']:.2f}×",
@@ -733,7 +751,7 @@ def report(r: dict[str, Any]) -> str:
         d_send = prof["send_us"] - prof1["send_us"]
         d_recv = prof["recv_us"] - prof1["recv_us"]
         aead_msg = aead_per_message(aead, prof)
-        verdict = ("within the 10% target" if e["tput"] >= V1_TARGET * e1["tput"]
+        verdict = ("within the 10% target" if e["v1_ratio"] >= V1_TARGET
                    else "outside the 10% target")
         aead_part = ""
         if aead_msg is not None:
@@ -741,8 +759,8 @@ def report(r: dict[str, Any]) -> str:
             aead_part = (f"; sealing and opening its datagrams ({batch:.1f} messages a "
                          f"datagram, acks included) is {aead_msg:.2f} µs of that (§7)")
         sections += [
-            f"- **Protocol v2 against v1** (reliable {e['tput'] / e1['tput']:.2f}×, "
-            f"unreliable {eu['tput'] / eu1['tput']:.2f}×; {verdict}): without sockets v2 "
+            f"- **Protocol v2 against v1** (reliable {e['v1_ratio']:.2f}×, "
+            f"unreliable {eu['v1_ratio']:.2f}×; {verdict}): without sockets v2 "
             f"spends {d_send:+.2f} µs sending and {d_recv:+.2f} µs receiving a reliable "
             f"message compared with v1 ({prof['send_us'] + prof['recv_us']:.2f} against "
             f"{prof1['send_us'] + prof1['recv_us']:.2f} µs){aead_part}. v1 already "
