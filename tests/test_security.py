@@ -22,9 +22,15 @@ from framework.protocol.crypto import (
 )
 from framework.protocol.delivery import Delivery
 from framework.protocol.hschannel import ServerKeys
-from framework.protocol.peers import SYS_BYE, SYS_FORWARD_FAILED
 from framework.protocol.session import Session
-from framework.protocol.wire import HsKind, Kind, decode_control, encode_control
+from framework.protocol.wire import (
+    SYS_BYE,
+    SYS_FORWARD_FAILED,
+    HsKind,
+    Kind,
+    decode_control,
+    encode_control,
+)
 from tests.fakenet import HS, FakeNet, seeded_bytes
 
 Address = tuple[str, int]

@@ -177,7 +177,8 @@ def bench_tick() -> dict[str, float]:
 
 
 def bench_loss_latency() -> dict[float, dict[str, float]]:
-    from framework.protocol.connection import Connection, ConnectionConfig  # noqa: PLC0415
+    from framework.protocol.config import Config  # noqa: PLC0415
+    from framework.protocol.connection import Connection  # noqa: PLC0415
     from framework.protocol.delivery import Delivery  # noqa: PLC0415
     from framework.protocol.protection import PacketProtection  # noqa: PLC0415
     from framework.protocol.simulator import NetworkSimulator, SimSettings  # noqa: PLC0415
@@ -186,7 +187,7 @@ def bench_loss_latency() -> dict[float, dict[str, float]]:
     frame = 1 / 60
     out = {}
     for loss in (0.05, 0.10, 0.25):
-        cfg = ConnectionConfig(attempts_before_expiration=1000, secs_between_peer_checks=1e6)
+        cfg = Config(attempts_before_expiration=1000, secs_between_peer_checks=1e6)
         pa, pb = PacketProtection.pair(os.urandom)
         a, b = Connection(cfg, 0.0, pa), Connection(cfg, 0.0, pb)
         ab: NetworkSimulator[str] = NetworkSimulator(SimSettings(loss=loss, latency=0.05,

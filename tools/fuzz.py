@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from framework.protocol.config import Config
+from framework.protocol.crypto import KeyPair
 from framework.protocol.delivery import Delivery
 from framework.protocol.session import Session
 from server.core import HandshakeCore, ServerConfig
@@ -89,7 +90,7 @@ def build_target(seed: int = 1) -> Target:
     if not (client.is_connected() and host.get_peers() == ["client"]):
         raise RuntimeError("could not set up the session to fuzz")
     hs = HandshakeCore(ServerConfig(requests_per_sec_per_ip=1e9, request_burst=1e9),
-                       seeded_bytes(seed + 7))
+                       seeded_bytes(seed + 7), KeyPair.generate(seeded_bytes(seed + 8)))
     return Target(net, host, client, hs, corpus)
 
 

@@ -80,6 +80,12 @@ class Config:
                            seed=self.sim_seed)
 
     @property
+    def peer_timeout(self) -> float:
+        """Silence after which a peer is given up: a peer check, then every attempt."""
+        checks = self.attempts_before_expiration * self.secs_to_await_reply
+        return self.secs_between_peer_checks + checks
+
+    @property
     def relay_delay(self) -> float:
         if self.relay_after is not None:
             return self.relay_after

@@ -10,7 +10,6 @@ from . import events as ev
 from .addresses import Address
 from .channels import ReassemblyBudget
 from .config import Config
-from .connection import ConnectionConfig
 from .crypto import RandomBytes
 from .peers import Route
 from .values import Encoder
@@ -28,7 +27,6 @@ class Context:
     def __init__(self, config: Config, random_bytes: RandomBytes) -> None:
         self.config = config
         self.random = random_bytes
-        self.conn_config = ConnectionConfig.from_config(config)
         self.budget = ReassemblyBudget(config.reassembly_limit_total)
         self.encoder = Encoder()
         self.now = 0.0

@@ -489,8 +489,8 @@ class Handshakes:
             protection = PacketProtection(keys.server_to_client, keys.client_to_server)
         rtt = None if remote.resent or remote.sent_at <= 0 else now - remote.sent_at
         remote.set_state(RemoteState.CONNECTED)
-        remote.connection = Connection(self._ctx.conn_config, now, protection,
-                                       self._ctx.budget, remote.path.value, initial_rtt=rtt)
+        remote.connection = Connection(self._ctx.config, now, protection,
+                                       self._ctx.budget, remote.path, initial_rtt=rtt)
         remote.handshake = Handshake(hs.key, None, keys=keys)  # the PAKE is done with
         session.by_route[remote.route] = remote
         for cand in remote.candidates:

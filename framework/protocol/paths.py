@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 from . import events as ev
 from .constants import DIRECT_RETRY_INTERVAL
 from .context import Context
-from .peers import SYS_PATH_CHALLENGE, SYS_PATH_RESPONSE, PathKind, Remote, Route
+from .peers import PathKind, Remote, Route
 from .values import encode_value
+from .wire import SYS_PATH_CHALLENGE, SYS_PATH_RESPONSE
 
 if TYPE_CHECKING:
     from .session import Session
@@ -69,7 +70,7 @@ class Paths:
         old = remote.path
         remote.route = route
         remote.path = remote.kind_of(route)
-        remote.connection.path = remote.path.value
+        remote.connection.path = remote.path
         remote.challenges.clear()
         remote.credit.clear()
         self._session.by_route[route] = remote

@@ -5,24 +5,15 @@ from __future__ import annotations
 import enum
 import logging
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .addresses import Address
-from .connection import Connection
 from .crypto import KeyPair, Pake, SessionKeys
 
+if TYPE_CHECKING:
+    from .connection import Connection
+
 log = logging.getLogger(__name__)
-
-
-# System messages on SYSTEM_CHANNEL: msgpack arrays whose first element is one of these.
-SYS_PING = 0
-SYS_PEERS = 1
-SYS_FORWARD = 2
-SYS_FORWARDED = 3
-SYS_FORWARD_FAILED = 4
-SYS_BYE = 5
-SYS_PATH_CHALLENGE = 6
-SYS_PATH_RESPONSE = 7
 
 
 class PathKind(enum.Enum):
