@@ -22,6 +22,7 @@ from . import events as pg_events
 from .protocol import events as ev
 from .protocol.addresses import Address
 from .protocol.config import Config
+from .protocol.constants import MAX_READS_PER_TICK, SOCKET_BUFFER
 from .protocol.delivery import Delivery
 from .protocol.session import Session
 from .protocol.simulator import NetworkSimulator
@@ -30,10 +31,6 @@ from .protocol.wire import HEADER, Kind
 
 log = logging.getLogger(__name__)
 
-#: Upper bound of datagrams read in one tick, so a flood cannot freeze a frame.
-MAX_READS_PER_TICK = 4096
-#: Receive buffer we ask the kernel for: a burst of a few hundred full datagrams.
-SOCKET_BUFFER = 1 << 20
 
 
 def normalize_address(address: Sequence[Any], what: str = "address") -> Address:

@@ -17,10 +17,8 @@ import ipaddress
 from typing import Any
 
 from framework.protocol.addresses import Address, is_local_address
+from framework.protocol.constants import MAX_CANDIDATES
 from framework.protocol.wire import CandidateKind
-
-#: Candidates in one introduction (the wire's schema allows four).
-MAX_CANDIDATES = 4
 
 Candidate = list[Any]  # [ip: str, port: int, kind: int], as on the wire
 

@@ -24,6 +24,7 @@ import traceback
 from collections.abc import Callable
 
 from framework.protocol.addresses import Address
+from framework.protocol.constants import INTERNAL_ERROR_LOG_INTERVAL
 from framework.protocol.crypto import KeyPair
 from framework.protocol.errors import ProtocolError
 from framework.protocol.limits import Buckets, prefix_of
@@ -49,8 +50,6 @@ log = logging.getLogger("server")
 #: ``prefix_of`` parses the address (microseconds a datagram); the same sources come back
 #: again and again. A pure function, so one bounded cache serves every core.
 _prefix = functools.lru_cache(maxsize=4096)(prefix_of)
-#: Seconds between two log lines about internal errors (a flood of them is one line).
-INTERNAL_ERROR_LOG_INTERVAL = 1.0
 
 
 class HandshakeCore:

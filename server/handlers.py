@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from framework.protocol.addresses import Address
+from framework.protocol.constants import MAX_LIST_ENTRIES
 from framework.protocol.hschannel import ServerKeys
 from framework.protocol.wire import SEALED_REPLY_OVERHEAD, ErrorCode, HsKind, encode_hs_body
 
@@ -26,8 +27,6 @@ from .relays import Relays
 
 log = logging.getLogger("server")
 
-#: Entries in one LIST_REPLY: the bound of the wire's schema for it.
-MAX_LIST_ENTRIES = 64
 
 
 class Requests:

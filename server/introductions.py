@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from framework.protocol.addresses import Address
+from framework.protocol.constants import JOIN_TOKEN_SIZE
 from framework.protocol.crypto import lp
 from framework.protocol.limits import prefix_of
 from framework.protocol.wire import ErrorCode
@@ -23,7 +24,6 @@ from framework.protocol.wire import ErrorCode
 from .candidates import Candidate
 from .config import ServerConfig
 
-JOIN_TOKEN_SIZE = 32
 _EXPIRY = struct.Struct("!d")
 _PORT = struct.Struct("!H")
 

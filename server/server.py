@@ -12,19 +12,18 @@ import threading
 import time
 
 from framework.protocol.addresses import Address
+from framework.protocol.constants import (
+    SERVER_BATCH,
+    SERVER_EXPIRY_INTERVAL,
+    SERVER_MAX_PER_WAKEUP,
+    SERVER_STATS_INTERVAL,
+)
 from framework.protocol.crypto import KeyPair
 
 from .core import HandshakeCore, ServerConfig
 
 log = logging.getLogger("server")
 
-#: Datagrams handled before the loop looks at the clock again, and at most per wake-up
-#: (so that expiry and stop() still run under a flood).
-BATCH = 256
-MAX_PER_WAKEUP = 8192
-EXPIRY_INTERVAL = 1.0
-#: Seconds between two log lines of the counters (the per-request lines are DEBUG).
-STATS_INTERVAL = 300.0
 
 
 class HandshakeServer:
@@ -84,8 +83,8 @@ class HandshakeServer:
         sel = selectors.DefaultSelector()
         sel.register(self._sock, selectors.EVENT_READ)
         sel.register(self._wake_r, selectors.EVENT_READ)
-        next_expiry = time.monotonic() + EXPIRY_INTERVAL
-        next_stats = time.monotonic() + STATS_INTERVAL
+        next_expiry = time.monotonic() + SERVER_EXPIRY_INTERVAL
+        next_stats = time.monotonic() + SERVER_STATS_INTERVAL
         try:
             while not self._stopping.is_set():
                 timeout = max(0.0, next_expiry - time.monotonic())
@@ -98,12 +97,12 @@ class HandshakeServer:
                         self.core.expire(now)
                     except Exception:  # a bug must not stop the server
                         log.exception("expiry failed")
-                    next_expiry = now + EXPIRY_INTERVAL
+                    next_expiry = now + SERVER_EXPIRY_INTERVAL
                 if now >= next_stats:
                     log.info("%d registered, %d relays; since start: %s",
                              len(self.core.registrations), len(self.core.relays),
                              json.dumps(self.core.stats.summary()))
-                    next_stats = now + STATS_INTERVAL
+                    next_stats = now + SERVER_STATS_INTERVAL
         finally:
             sel.close()
             self._sock.close()
@@ -114,9 +113,9 @@ class HandshakeServer:
     def _drain(self) -> None:
         sock = self._sock
         core = self.core
-        for _ in range(MAX_PER_WAKEUP // BATCH):
+        for _ in range(SERVER_MAX_PER_WAKEUP // SERVER_BATCH):
             now = time.monotonic()
-            for _ in range(BATCH):
+            for _ in range(SERVER_BATCH):
                 try:
                     data, addr = sock.recvfrom(2048)
                 except (BlockingIOError, InterruptedError):

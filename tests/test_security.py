@@ -12,6 +12,7 @@ import msgpack
 import pytest
 
 from framework.protocol import events as ev
+from framework.protocol.addresses import Address
 from framework.protocol.config import Config
 from framework.protocol.constants import GUESS_BURST, GUESS_INTERVAL, SYSTEM_CHANNEL
 from framework.protocol.crypto import (
@@ -33,7 +34,6 @@ from framework.protocol.wire import (
 )
 from tests.fakenet import HS, FakeNet, seeded_bytes
 
-Address = tuple[str, int]
 STRANGER: Address = ("192.0.2.99", 6666)
 DEEP = b"\x91" * 1000 + b"\xc0"  # a list nested 1,000 deep, as msgpack
 

@@ -22,13 +22,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from framework.protocol.addresses import Address
+
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
-Address = tuple[str, int]
 Row = list[str]
 
 

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from framework.protocol.addresses import Address
 from framework.protocol.config import Config
 from framework.protocol.crypto import KeyPair
 from framework.protocol.delivery import Delivery
@@ -27,7 +28,6 @@ from framework.protocol.session import Session
 from server.core import HandshakeCore, ServerConfig
 from tests.fakenet import HS, FakeNet, seeded_bytes
 
-Address = tuple[str, int]
 STRANGER: Address = ("192.0.2.250", 9999)
 
 
@@ -82,9 +82,8 @@ def build_target(seed: int = 1) -> Target:
     asker = net.add()
     net.call(asker, "request_server_list", HS)
     for i in range(20):
-        net.call(client, "send", "host", {"i": i, "blob": b"x" * (i * 90 % 900)},
-                 Delivery(i % 4), i % 3)
-        net.call(host, "send", "client", [i, "y" * (i * 200)], Delivery.RELIABLE_ORDERED, 1)
+        client.send("host", {"i": i, "blob": b"x" * (i * 90 % 900)}, Delivery(i % 4), i % 3)
+        host.send("client", [i, "y" * (i * 200)], Delivery.RELIABLE_ORDERED, 1)
     net.run(2)
     net.filter = None
     if not (client.is_connected() and host.get_peers() == ["client"]):

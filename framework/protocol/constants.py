@@ -136,3 +136,49 @@ CWND_PACKET_SLACK = 64
 #: Doublings of the retransmission timeout at most (RFC 6298 5.5 backs off without a
 #: bound; 2**16 times the RTO is far past secs_to_await_reply, which caps it anyway).
 MAX_BACKOFF = 16
+
+# --- a session's parts ------------------------------------------------------------------
+
+#: Punch nonces remembered per remote (to recognise the answers to our own punches): a
+#: burst to each of four candidates every PUNCH_INTERVAL for a few seconds fits.
+MAX_PUNCHES = 64
+
+#: Unvalidated addresses tracked per peer at once (RFC 9000 9.3 leaves the number to the
+#: endpoint; a NAT rebinding needs one, a flood of spoofed ones must not grow memory).
+MAX_PROBED = 4
+
+#: Messages sent to other clients remembered for a failure notice (the newest ones).
+FORWARD_MEMORY = 1024
+
+#: Longest leaving reason passed on to the game.
+MAX_REASON = 200
+
+#: A request whose handshake server keeps answering with a new cookie gives up asking
+#: after this many cookies.
+MAX_COOKIE_TRIES = 3
+
+#: Packet numbers remembered behind the highest one received (RFC 6479's window; 1024
+#: covers a whole reliable window of datagrams arriving out of order).
+REPLAY_WINDOW = 1024
+
+#: Seconds between two log lines about internal errors (a flood of them is one line);
+#: every one is counted. For a session and for the handshake server alike.
+INTERNAL_ERROR_LOG_INTERVAL = 1.0
+
+# --- the peer's socket (framework/peer.py) ------------------------------------------------
+
+#: Upper bound of datagrams read in one tick, so a flood cannot freeze a frame.
+MAX_READS_PER_TICK = 4096
+#: Receive buffer we ask the kernel for: a burst of a few hundred full datagrams.
+SOCKET_BUFFER = 1 << 20
+
+# --- the handshake server's loop (server/server.py) ---------------------------------------
+
+#: Datagrams handled before the loop looks at the clock again, and at most per wake-up
+#: (so that expiry and stop() still run under a flood).
+SERVER_BATCH = 256
+SERVER_MAX_PER_WAKEUP = 8192
+#: Seconds between two sweeps of expired registrations, introductions and relays.
+SERVER_EXPIRY_INTERVAL = 1.0
+#: Seconds between two log lines of the counters (the per-request lines are DEBUG).
+SERVER_STATS_INTERVAL = 300.0

@@ -10,6 +10,7 @@ from . import events as ev
 from .addresses import Address
 from .channels import ReassemblyBudget
 from .config import Config
+from .constants import INTERNAL_ERROR_LOG_INTERVAL
 from .crypto import RandomBytes
 from .peers import Route
 from .values import Encoder
@@ -17,8 +18,6 @@ from .wire import encode_relay
 
 log = logging.getLogger(__name__)
 
-#: Unexpected errors (bugs) logged at most this often; every one is counted.
-_LOG_INTERVAL = 1.0
 
 
 class Context:
@@ -36,7 +35,7 @@ class Context:
         self.internal_errors = 0
         self._blocked_window = 0.0
         self._blocked_in_window = 0
-        self._last_error_log = -_LOG_INTERVAL
+        self._last_error_log = -INTERNAL_ERROR_LOG_INTERVAL
 
     # --- outputs -------------------------------------------------------------------
 
@@ -86,7 +85,7 @@ class Context:
         """Handling a datagram raised something unexpected: count it, log it (not too
         often), drop the datagram and go on; a healthy session is never ended by one."""
         self.internal_errors += 1
-        if now - self._last_error_log >= _LOG_INTERVAL:
+        if now - self._last_error_log >= INTERNAL_ERROR_LOG_INTERVAL:
             self._last_error_log = now
             log.exception("unexpected error on a datagram from %s (%d so far)", address,
                           self.internal_errors)

@@ -32,8 +32,10 @@ from .constants import (
     GUESS_INTERVAL,
     MAX_PENDING_JOINS,
     MAX_PENDING_PER_PREFIX,
+    MAX_PUNCHES,
     PUNCH_BURST,
     PUNCH_INTERVAL,
+    PUNCH_NONCE_SIZE,
 )
 from .context import Context
 from .crypto import CryptoError, KeyPair, Pake, handshake_transcript, hkdf, mac, session_keys
@@ -65,10 +67,6 @@ if TYPE_CHECKING:
     from .session import Session
 
 log = logging.getLogger(__name__)
-
-#: Punch nonces remembered per remote (to recognise the answers to our own punches).
-_MAX_PUNCHES = 64
-
 
 def intro_key(token: bytes) -> bytes:
     return hkdf(token, salt=b"", info=b"p2p introduction key")
@@ -170,12 +168,12 @@ class Handshakes:
             if cand.route.relayed:
                 continue
             for _ in range(burst):
-                nonce = self._ctx.random(8)
+                nonce = self._ctx.random(PUNCH_NONCE_SIZE)
                 remote.punches[nonce] = cand.route
                 tag = mac(remote.intro_key, b"punch", me.encode(), remote.name.encode(), nonce)
                 self._ctx.send_on(encode_control(Kind.PUNCH, [me, remote.name, nonce, tag]),
                                   cand.route)
-        while len(remote.punches) > _MAX_PUNCHES:
+        while len(remote.punches) > MAX_PUNCHES:
             del remote.punches[next(iter(remote.punches))]
         remote.next_punch = now + PUNCH_INTERVAL
 

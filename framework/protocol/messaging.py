@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import events as ev
 from .connection import Connection
-from .constants import DISCONNECT_COPIES, SYSTEM_CHANNEL, USER_CHANNELS
+from .constants import DISCONNECT_COPIES, FORWARD_MEMORY, MAX_REASON, SYSTEM_CHANNEL, USER_CHANNELS
 from .context import Context
 from .delivery import Delivery
 from .errors import MessageTooLarge, NotConnected, ProtocolError
@@ -37,10 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Messages sent to other clients remembered for a failure notice (the newest ones).
-FORWARD_MEMORY = 1024
-#: Longest leaving reason passed on to the game.
-MAX_REASON = 200
 _MODES = Delivery._value2member_map_
 
 

@@ -14,7 +14,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from . import events as ev
-from .constants import DIRECT_RETRY_INTERVAL
+from .constants import DIRECT_RETRY_INTERVAL, MAX_PROBED, PATH_TOKEN_SIZE
 from .context import Context
 from .peers import PathKind, Remote, Route
 from .values import encode_value
@@ -25,9 +25,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Unvalidated addresses tracked per peer at once.
-MAX_PROBED = 4
-PATH_TOKEN_SIZE = 8
 
 
 class Paths:

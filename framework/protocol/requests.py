@@ -15,14 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from .addresses import Address
+from .constants import MAX_COOKIE_TRIES
 from .context import Context
 from .crypto import RandomBytes
 from .errors import ProtocolError
 from .hschannel import ServerChannel
 from .wire import HsKind, decode_cookie, encode_cookie_request, request_size
-
-#: A request whose server keeps answering with a new cookie gives up asking after this.
-MAX_COOKIE_TRIES = 3
 
 
 @dataclass

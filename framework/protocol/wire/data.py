@@ -30,6 +30,7 @@ from ..constants import FRAGMENT_SIZE, MAX_DATAGRAM, PROTOCOL_ID, PROTOCOL_VERSI
 from ..crypto import AEAD_TAG_SIZE
 from ..delivery import CHANNEL_SHIFT, FLAG_CANCEL, FLAG_FRAGMENT, MODE_MASK, Delivery
 from ..errors import ProtocolError
+from ..sequence import SEQ_MASK
 from ..values import check_depth, numpy_ext_hook
 from .header import HEADER, HEADER_SIZE, RELAY_OVERHEAD, Kind
 
@@ -128,7 +129,7 @@ def encode_data_plaintext(ack: int, ack_bits: int, items: list[bytes]) -> bytes:
 
 def data_prefix(number: int) -> bytes:
     """The clear start of a DATA datagram with packet number ``number`` (low 16 bits)."""
-    return _DATA_HEAD + (number & 0xFFFF).to_bytes(2, "big")
+    return _DATA_HEAD + (number & SEQ_MASK).to_bytes(2, "big")
 
 
 # --- the same layout as lists, for tests and tools -------------------------------------
@@ -199,7 +200,7 @@ def parse_items(items: list[Any], max_fragments: int) -> list[Parsed]:
             append((key, mode, 0, 0, value, None))
             continue
         seq = it[1]
-        if type(seq) is not int or not 0 <= seq <= 0xFFFF:
+        if type(seq) is not int or not 0 <= seq <= SEQ_MASK:
             raise ProtocolError("bad message sequence")
         if mode == _SEQUENCED:
             if n != 3 or flags & _FRAG_OR_CANCEL:
