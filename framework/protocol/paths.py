@@ -79,4 +79,4 @@ class Paths:
         """A relayed session keeps looking for a direct path."""
         if remote.path is PathKind.RELAY and now >= remote.next_direct_try:
             remote.next_direct_try = now + DIRECT_RETRY_INTERVAL
-            self._session.handshakes.punch(remote, now)
+            self._session.punching.punch(remote, now)

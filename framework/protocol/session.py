@@ -36,6 +36,7 @@ from .messaging import Messaging
 from .names import normalize_name
 from .paths import Paths
 from .peers import Known, PathKind, Remote, RemoteState, Role, Route
+from .punching import Punching
 from .rendezvous import Rendezvous
 from .wire import CandidateKind, Kind, decode_relay, peek_kind
 
@@ -72,6 +73,7 @@ class Session:
         self.ctx = Context(self.config, random_bytes)
         self.phase = Phase.IDLE
         self.rendezvous = Rendezvous(self.ctx, self)
+        self.punching = Punching(self.ctx, self)
         self.handshakes = Handshakes(self.ctx, self)
         self.paths = Paths(self.ctx, self)
         self.messaging = Messaging(self.ctx, self)
@@ -160,14 +162,14 @@ class Session:
         self.ctx.emit(ev.ConfirmedAsServer(self.rendezvous.address))
 
     def on_introduce(self, fields: list[Any], now: float) -> None:
-        self.handshakes.introduce(fields, now)
+        self.punching.introduce(fields, now)
 
     def on_relay_ready(self, relay_id: bytes, peer_name: str, now: float) -> None:
         remote = self.remotes.get(peer_name)
         hs = self.rendezvous.address
         if remote is None or remote.relay_id or hs is None:
             return
-        self.handshakes.relay_ready(remote, Route(hs, relay_id), now)
+        self.punching.relay_ready(remote, Route(hs, relay_id), now)
 
     def on_welcomed(self, remote: Remote) -> None:
         self._set_phase(Phase.CONNECTED)
@@ -371,7 +373,7 @@ class Session:
             if r.connection is not None:
                 times.append(r.connection.next_timer(now))
             else:
-                times.append(self.handshakes.next_timer(r))
+                times.append(self.punching.next_timer(r))
         return min(times) if times else None
 
     def receive_datagram(self, data: bytes, address: Address, now: float) -> None:
@@ -404,6 +406,8 @@ class Session:
             self.messaging.on_data(data, route, now)
         elif kind < Kind.PUNCH:
             self.rendezvous.receive(kind, data, address, now)
+        elif kind is Kind.PUNCH or kind is Kind.PUNCH_ACK:
+            self.punching.on_packet(kind, data, route, now)
         else:
             self.handshakes.on_packet(kind, data, route, now)
 
@@ -417,4 +421,4 @@ class Session:
             if remote.state is RemoteState.CONNECTED:
                 self.messaging.service(remote, now)
             else:
-                self.handshakes.service(remote, now)
+                self.punching.service(remote, now)
