@@ -283,7 +283,7 @@ class Peer:
         return self._now
 
     def _flush(self, bypass_simulator: bool = False) -> None:
-        out = self._session.datagrams_to_send()
+        out = self._session.take_datagrams()
         sim = self._sim
         if sim is not None and not bypass_simulator:
             for data, address in out:

@@ -65,7 +65,7 @@ class FakeNet:
 
     def _collect(self, s: Session) -> None:
         a = self.addr(s)
-        for data, to in s.datagrams_to_send():
+        for data, to in s.take_datagrams():
             self.sim.send(data, (a, to), self.now)
         self.events[a].extend(s.events())
 

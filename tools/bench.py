@@ -355,14 +355,14 @@ def bench_profile() -> dict[str, float]:
                 alice.send("host", payload, Delivery.RELIABLE_ORDERED, 0)
             sent += 250
         alice.handle_timer(now)
-        out = [d for d, _ in alice.datagrams_to_send()]
+        out = [d for d, _ in alice.take_datagrams()]
         t_send += time.perf_counter() - t
         t = time.perf_counter()
         for d in out:
             host.receive_datagram(d, a_addr, now)
         host.handle_timer(now)
         evs = host.events()
-        back = [d for d, _ in host.datagrams_to_send()]
+        back = [d for d, _ in host.take_datagrams()]
         t_recv += time.perf_counter() - t
         t = time.perf_counter()
         for e in evs:

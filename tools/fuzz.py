@@ -54,8 +54,8 @@ class Target:
         if self.inputs % 512 == 0:
             self.host.events()
             self.client.events()
-            self.host.datagrams_to_send()
-            self.client.datagrams_to_send()
+            self.host.take_datagrams()
+            self.client.take_datagrams()
             self.hs.expire(now)
 
     def alive(self) -> bool:

@@ -178,7 +178,15 @@ class Punching:
         log.info("no direct path to %s yet: asking for a relay", remote.name)
         session.rendezvous.request_relay(server, client, now)
 
-    def relay_ready(self, remote: Remote, relay_route: Route, now: float) -> None:
+    def relay_offered(self, relay_id: bytes, peer_name: str, now: float) -> None:
+        """The handshake server set up a relay to ``peer_name``."""
+        remote = self._session.remotes.get(peer_name)
+        hs = self._session.rendezvous.address
+        if remote is None or remote.relay_id or hs is None:
+            return
+        self._relay_ready(remote, Route(hs, relay_id), now)
+
+    def _relay_ready(self, remote: Remote, relay_route: Route, now: float) -> None:
         remote.relay_id = relay_route.relay_id
         remote.candidates.append(Candidate(relay_route, PathKind.RELAY))
         if remote.state is RemoteState.CONNECTED:

@@ -11,19 +11,35 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from . import events as ev
-from .addresses import Address
+from .addresses import Address, is_local_address
 from .constants import MAX_LIST_PAGES
 from .context import Context
 from .errors import ProtocolError
 from .hschannel import KeyMismatch
-from .peers import ListQuery, Role
+from .peers import ListQuery, RemoteState, Role, Route
 from .requests import Request, RequestTracker
-from .wire import REQUEST_SIZE, ErrorCode, HsKind, Kind, error_text
+from .wire import (
+    REQUEST_SIZE,
+    CandidateKind,
+    ErrorCode,
+    HsKind,
+    Kind,
+    decode_relay,
+    error_text,
+    peek_kind,
+)
 
 if TYPE_CHECKING:
     from .session import Session
 
 log = logging.getLogger(__name__)
+
+
+def own_candidates(lan: Address) -> list[list[Any]]:
+    """Our addresses besides the public one the handshake server sees."""
+    if lan[1] and is_local_address(lan[0]):
+        return [[lan[0], lan[1], int(CandidateKind.LAN)]]
+    return []
 
 
 class Rendezvous:
@@ -145,14 +161,34 @@ class Rendezvous:
                 session.fail(f"registration refresh failed: {where}")
         elif req.kind is HsKind.JOIN and req is self._join:
             self._join = None
-            if session.still_punching(now):
+            player = session.remotes.get(session.server_name or "")
+            if (player is not None and player.state is RemoteState.PUNCHING
+                    and now < player.deadline):
                 # Introduced, but no path yet: the server player may not have heard of
                 # us (its introduction lost). Keep asking while we punch.
                 self._join = self.tracker.start(HsKind.JOIN, req.fields, req.address, now)
-            elif not session.has_remotes():
+            elif not session.remotes:
                 session.fail(f"could not join: {where}")
 
     # --- answers ---------------------------------------------------------------------
+
+    def unwrap(self, data: bytes, address: Address, now: float
+               ) -> tuple[Kind, bytes, Route] | None:
+        """The peer datagram inside a RELAY of one of our relays: (kind, datagram, route);
+        None for the last datagrams of a peer that just left."""
+        if address != self.address:
+            raise ProtocolError("RELAY not from our handshake server")
+        relay_id, data = decode_relay(data)
+        route = Route(address, relay_id)
+        kind = peek_kind(data)
+        if kind < Kind.PUNCH:
+            raise ProtocolError(f"{kind.name} cannot travel through a relay")
+        session = self._session
+        if not any(r.relay_id == relay_id for r in session.remotes.values()):
+            if session.recently_departed(route, now):
+                return None
+            raise ProtocolError("RELAY of no relay of ours")
+        return kind, data, route
 
     def receive(self, kind: Kind, data: bytes, address: Address, now: float) -> None:
         """A COOKIE or SEALED_REPLY from ``address``. Raises ProtocolError when it is not
@@ -192,9 +228,9 @@ class Rendezvous:
         if address != self.address or self.dropped:
             raise ProtocolError("unsolicited message from another server")
         if kind is HsKind.INTRODUCE and self._session.role is Role.SERVER and self.registered:
-            self._session.on_introduce(fields, now)
+            self._session.punching.introduce(fields, now)
         elif kind is HsKind.RELAY_READY:
-            self._session.on_relay_ready(fields[0], fields[1], now)
+            self._session.punching.relay_offered(fields[0], fields[1], now)
         else:
             raise ProtocolError(f"unexpected unsolicited {kind.name}")
 
@@ -218,10 +254,10 @@ class Rendezvous:
         elif kind is HsKind.UNREGISTERED:
             pass
         elif kind is HsKind.INTRODUCE and req.kind is HsKind.JOIN:
-            session.on_introduce(fields, now)
+            session.punching.introduce(fields, now)
             req.next_send = now + self._ctx.config.secs_to_await_reply
         elif kind is HsKind.RELAY_READY and req.kind is HsKind.RELAY_REQUEST:
-            session.on_relay_ready(fields[0], fields[1], now)
+            session.punching.relay_offered(fields[0], fields[1], now)
         elif kind is HsKind.LIST_REPLY and req.kind is HsKind.LIST:
             self._list_page(req, fields, now)
         else:

@@ -2,16 +2,18 @@
 
 Pure and sans-I/O (in the manner of h11 and aioquic): no socket, no clock, no pygame.
 The shell feeds it ``receive_datagram(data, address, now)`` and ``handle_timer(now)``,
-sends what ``datagrams_to_send()`` returns and hands ``events()`` to the game.
+sends what ``take_datagrams()`` returns and hands ``events()`` to the game. Datagrams are
+built by the calls that cause them (``handle_timer`` builds everything that is due).
 
-Roles: a *server player* registers its name with the handshake server and accepts
-clients; a *client* asks the handshake server for a server player by name. The session
+Roles: a *server player* (the host) registers its game's name with the handshake server
+and accepts clients; a *client* asks the handshake server for a host by name. The session
 moves through the phases below, and only along the arrows of ``TRANSITIONS`` (every
 move is logged "from X to Y"); each remote player has its own smaller machine
 (``peers.RemoteState``). The work is done by parts that share only a ``Context``:
 
 - ``Rendezvous`` (rendezvous.py): the handshake server: registration, join, lists, relays;
-- ``Handshakes`` (handshake.py): introductions, punching, the key exchange;
+- ``Punching`` (punching.py): introductions, admission, hole punching, the relay;
+- ``Handshakes`` (handshake.py): the key exchange and the password's proof;
 - ``Paths`` (paths.py): validating and moving to a peer's new address;
 - ``Messaging`` (messaging.py): connected peers' traffic.
 """
@@ -23,7 +25,7 @@ import logging
 from typing import Any
 
 from . import events as ev
-from .addresses import Address, is_local_address
+from .addresses import Address
 from .config import Config
 from .connection import Connection
 from .constants import DEPARTED_GRACE
@@ -37,8 +39,8 @@ from .names import normalize_name
 from .paths import Paths
 from .peers import Known, PathKind, Remote, RemoteState, Role, Route
 from .punching import Punching
-from .rendezvous import Rendezvous
-from .wire import CandidateKind, Kind, decode_relay, peek_kind
+from .rendezvous import Rendezvous, own_candidates
+from .wire import Kind, peek_kind
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +111,7 @@ class Session:
         self.password = password or None
         self.rendezvous.begin(handshake, self._pin(handshake_key))
         self._set_phase(Phase.REGISTERING)
-        self.rendezvous.register(name, self._own_candidates(lan), self.password is not None,
+        self.rendezvous.register(name, own_candidates(lan), self.password is not None,
                                  now)
 
     def init_client(self, handshake: Address, lan: Address, user_name: str, server_name: str,
@@ -127,7 +129,7 @@ class Session:
         self.password = password or None
         self.rendezvous.begin(handshake, self._pin(handshake_key))
         self._set_phase(Phase.JOINING)
-        self.rendezvous.join(server, name, self._own_candidates(lan), now)
+        self.rendezvous.join(server, name, own_candidates(lan), now)
 
     def _start_check(self, name: str, handshake_key: str | None) -> str:
         if self.phase is not Phase.IDLE:
@@ -143,13 +145,6 @@ class Session:
     def _pin(handshake_key: str | None) -> str | None:
         return normalize_fingerprint(handshake_key) if handshake_key is not None else None
 
-    @staticmethod
-    def _own_candidates(lan: Address) -> list[list[Any]]:
-        """Our addresses besides the public one the handshake server sees."""
-        if lan[1] and is_local_address(lan[0]):
-            return [[lan[0], lan[1], int(CandidateKind.LAN)]]
-        return []
-
     def request_server_list(self, handshake: Address, now: float,
                             handshake_key: str | None = None) -> None:
         self.rendezvous.request_list(handshake, self._pin(handshake_key), now)
@@ -160,16 +155,6 @@ class Session:
         self._set_phase(Phase.HOSTING)
         assert self.rendezvous.address is not None
         self.ctx.emit(ev.ConfirmedAsServer(self.rendezvous.address))
-
-    def on_introduce(self, fields: list[Any], now: float) -> None:
-        self.punching.introduce(fields, now)
-
-    def on_relay_ready(self, relay_id: bytes, peer_name: str, now: float) -> None:
-        remote = self.remotes.get(peer_name)
-        hs = self.rendezvous.address
-        if remote is None or remote.relay_id or hs is None:
-            return
-        self.punching.relay_ready(remote, Route(hs, relay_id), now)
 
     def on_welcomed(self, remote: Remote) -> None:
         self._set_phase(Phase.CONNECTED)
@@ -202,14 +187,6 @@ class Session:
 
     def any_connected(self) -> bool:
         return any(r.state is RemoteState.CONNECTED for r in self.remotes.values())
-
-    def has_remotes(self) -> bool:
-        return bool(self.remotes)
-
-    def still_punching(self, now: float) -> bool:
-        host = self.remotes.get(self.server_name or "")
-        return (host is not None and host.state is RemoteState.PUNCHING
-                and now < host.deadline)
 
     def recently_departed(self, route: Route, now: float) -> bool:
         until = self._departed.get(route)
@@ -353,8 +330,8 @@ class Session:
 
     # --- I/O ---------------------------------------------------------------------------
 
-    def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
-        """Drain the datagrams the last calls produced (build them with handle_timer)."""
+    def take_datagrams(self) -> list[tuple[bytes, Address]]:
+        """Drain the datagrams the calls since the last take built (it builds none)."""
         return self.ctx.take_datagrams()
 
     def add_event(self, event: ev.EngineEvent) -> None:
@@ -391,17 +368,10 @@ class Session:
         kind = peek_kind(data)
         route = Route(address)
         if kind is Kind.RELAY:
-            if address != self.rendezvous.address:
-                raise ProtocolError("RELAY not from our handshake server")
-            relay_id, data = decode_relay(data)
-            route = Route(address, relay_id)
-            kind = peek_kind(data)
-            if kind < Kind.PUNCH:
-                raise ProtocolError(f"{kind.name} cannot travel through a relay")
-            if not any(r.relay_id == relay_id for r in self.remotes.values()):
-                if self.recently_departed(route, now):
-                    return
-                raise ProtocolError("RELAY of no relay of ours")
+            unwrapped = self.rendezvous.unwrap(data, address, now)
+            if unwrapped is None:
+                return
+            kind, data, route = unwrapped
         if kind is Kind.DATA:
             self.messaging.on_data(data, route, now)
         elif kind < Kind.PUNCH:
