@@ -82,7 +82,7 @@ class Peer:
         """Register with the handshake server under ``server_name`` and await players.
 
         ``handshake_key``: the fingerprint the handshake server prints at start; when
-        given, a server with another key is refused (without it, the first key seen is
+        given, a handshake server with another key is refused (without it, the first key seen is
         trusted for the session).
         """
         hs = _resolve(normalize_address(handshake_address, "handshake_address"))
@@ -162,13 +162,14 @@ class Peer:
         return self._session.send(peer_name, message, delivery, channel)
 
     def send_reliable_message_to_peer(self, peer_name: str, message: object) -> int:
-        """The seed's reliable message: reliable-ordered on channel 0. Returns message_id."""
+        """The Godot Holepunch API's reliable message: reliable-ordered on channel 0.
+        Returns message_id."""
         message_id = self.send(peer_name, message, Delivery.RELIABLE_ORDERED, 0)
         assert message_id is not None
         return message_id
 
     def send_unreliable_message_to_peer(self, peer_name: str, message: object) -> None:
-        """The seed's unreliable message: sent once, on channel 0."""
+        """The Godot Holepunch API's unreliable message: sent once, on channel 0."""
         self.send(peer_name, message, Delivery.UNRELIABLE, 0)
 
     # --- session control --------------------------------------------------------------
@@ -241,7 +242,7 @@ class Peer:
     @property
     def handshake_fingerprint(self) -> str | None:
         """Fingerprint of the handshake server's key this session trusts (None before the
-        server answered): show it, so players can compare it with the server's."""
+        server answered): show it, so players can compare it with the handshake server's."""
         return self._session.handshake_fingerprint
 
     @property

@@ -1,7 +1,7 @@
 """What each sealed request does, once the boundary (``core.py``) has admitted it.
 
 Every handler gets a request whose fields the wire's schema checked, from a source that
-proved return routability, on a channel that only that peer and this server can read.
+proved return routability, on a channel that only that peer and this handshake server can read.
 Replies are sealed: to the asker under the request's channel, to the other player under
 the channel it last used. An error is a code only: no value from the network is ever
 formatted into a reply. Per-request log lines are DEBUG (an attacker must not be able to

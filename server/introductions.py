@@ -4,8 +4,8 @@ One pending introduction per (game, player name). While it lives, only the addre
 asked first may ask again (it repeats JOIN while it punches, and gets the same token);
 a JOIN with that name from anywhere else is refused NAME_BUSY, so nobody can replace a
 player who is joining. The token is bound to the game, the player's name, the client's
-address and the expiry by a keyed hash under a server secret; it reaches the two players
-only inside sealed replies.
+address and the expiry by a keyed hash under the handshake server's secret; it reaches
+the two players only inside sealed replies.
 """
 
 from __future__ import annotations

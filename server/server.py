@@ -29,8 +29,8 @@ log = logging.getLogger("server")
 class HandshakeServer:
     """``HandshakeServer(host, port).serve_forever()``, or ``start()`` / ``stop()``.
 
-    ``key`` is the server's long-term key (``server.keys.load_or_create``); without one a
-    fresh key is made in memory, which suits tests and a server embedded in a game."""
+    ``key`` is the handshake server's long-term key (``server.keys.load_or_create``); without one a
+    fresh key is made in memory, which suits tests and a handshake server embedded in a game."""
 
     def __init__(self, host: str = "0.0.0.0", port: int = 5160,
                  config: ServerConfig | None = None, key: KeyPair | None = None) -> None:
@@ -51,7 +51,7 @@ class HandshakeServer:
 
     @property
     def fingerprint(self) -> str:
-        """The fingerprint of the server's key, which players may pin."""
+        """The fingerprint of the handshake server's key, which players may pin."""
         return self.core.fingerprint
 
     @property
@@ -95,7 +95,7 @@ class HandshakeServer:
                 if now >= next_expiry:
                     try:
                         self.core.expire(now)
-                    except Exception:  # a bug must not stop the server
+                    except Exception:  # a bug must not stop the handshake server
                         log.exception("expiry failed")
                     next_expiry = now + SERVER_EXPIRY_INTERVAL
                 if now >= next_stats:

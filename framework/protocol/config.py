@@ -1,4 +1,5 @@
-"""The engine's settings: the seed's constants plus the simulator and the limits."""
+"""The engine's settings: the Godot Holepunch API's constants plus the simulator and the
+limits. (The Godot Holepunch API is the original this engine is a Python form of.)"""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from .simulator import SimSettings
 
 @dataclass
 class Config:
-    """Engine settings. The first five are the seed's constants, with the same meaning."""
+    """Engine settings. The first five are the Godot Holepunch API's constants, with the
+    same meaning."""
 
     #: Seconds between peer checks (heartbeats) to a quiet peer.
     secs_between_peer_checks: float = 15.0

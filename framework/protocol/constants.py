@@ -14,13 +14,13 @@ PROTOCOL_VERSION = 2
 #: internet today without IP fragmentation (the same figure QUIC uses, RFC 9000 14.1).
 MAX_DATAGRAM = 1200
 
-#: Reserved peer name of the handshake server (the seed's _HS_SERVER_NAME).
+#: Reserved peer name of the handshake server (the Godot Holepunch API's _HS_SERVER_NAME).
 HS_SERVER_NAME = "_HANDSHAKE_SERVER"
 
 #: Default UDP port of the handshake server (the original's SERVER_PORT).
 DEFAULT_HANDSHAKE_PORT = 5160
 
-#: Longest peer / server name, in characters.
+#: Longest player or game name, in characters.
 MAX_NAME_LENGTH = 32
 
 #: Number of user channels (0 .. USER_CHANNELS-1); channel SYSTEM_CHANNEL carries engine traffic.
@@ -71,14 +71,14 @@ DIRECT_RETRY_INTERVAL = 5.0
 #: Seconds the last datagrams of a peer that just left are ignored quietly.
 DEPARTED_GRACE = 2.0
 
-#: Pages of a server list a peer follows at most.
+#: Pages of the handshake server's game list a peer follows at most.
 MAX_LIST_PAGES = 64
 
 #: Candidate addresses of one player in an introduction: its public address, LAN and
 #: mapped ones. Four keeps the largest introduction smaller than the padded request.
 MAX_CANDIDATES = 4
 
-#: Games in one page of the server list at most (the page is also bounded in bytes).
+#: Games in one page of the handshake server's list at most (the page is also bounded in bytes).
 MAX_LIST_ENTRIES = 64
 
 #: Size of a relay's id, which a RELAY datagram carries in clear before the peer datagram.

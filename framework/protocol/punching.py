@@ -1,7 +1,7 @@
 """From an introduction to a path: admission, hole punching, the relay.
 
 The handshake server introduces two players with a *join token* (32 bytes, bound by the
-server to the game, the joining player's name and address, and an expiry), sealed to
+handshake server to the game, the joining player's name and address, and an expiry), sealed to
 each of them. From it both derive an introduction key that authenticates punching and
 the handshake's clear packets, so a stranger can neither punch nor answer for a player.
 

@@ -1,6 +1,6 @@
 """Talking to the handshake server: registration, refresh, join, server list, relays.
 
-Everything after the cookie exchange travels sealed to the server's key (hschannel.py),
+Everything after the cookie exchange travels sealed to the handshake server's key (hschannel.py),
 so an introduction or relay offer that opens under our channel's key came from that
 server: a spoofed one is dropped like any other forged datagram.
 """
@@ -53,7 +53,7 @@ class Rendezvous:
         self.reset()
 
     def reset(self) -> None:
-        """Forget the session's server (pending server lists go on)."""
+        """Forget the session's handshake server (pending list requests go on)."""
         self.address: Address | None = None
         self.dropped = False
         self.registered = False
@@ -88,7 +88,7 @@ class Rendezvous:
             self.tracker.start(HsKind.REFRESH, [name, self.token], self.address, now)
 
     def unregister(self, name: str, now: float) -> None:
-        """Tell the server we are gone (twice, unanswered: no one waits for it)."""
+        """Tell the handshake server we are gone (twice, unanswered: no one waits for it)."""
         if self.token is None or not self.usable:
             return
         assert self.address is not None
@@ -121,7 +121,7 @@ class Rendezvous:
         self._lists[req.req_id] = ListQuery(address)
 
     def drop(self) -> None:
-        """Stop talking to the server (the game goes on peer to peer)."""
+        """Stop talking to the handshake server (the game goes on peer to peer)."""
         self.dropped = True
         hs = self.address
         self.tracker.drop(lambda q: q.address == hs)
@@ -192,7 +192,7 @@ class Rendezvous:
 
     def receive(self, kind: Kind, data: bytes, address: Address, now: float) -> None:
         """A COOKIE or SEALED_REPLY from ``address``. Raises ProtocolError when it is not
-        for us (unknown id, not sealed by that server)."""
+        for us (unknown id, not sealed by that handshake server)."""
         if kind is Kind.COOKIE:
             try:
                 self.tracker.on_cookie(data, address, now)
@@ -203,7 +203,7 @@ class Rendezvous:
             raise ProtocolError(f"{kind.name} does not come from a handshake server")
         channel = self.tracker.channels.get(address)
         if channel is None:
-            raise ProtocolError("sealed reply from a server we never asked")
+            raise ProtocolError("sealed reply from a handshake server we never asked")
         hs_kind, rid, fields = channel.open(data)
         if rid == 0:
             self._unsolicited(hs_kind, fields, address, now)
@@ -226,7 +226,7 @@ class Rendezvous:
     def _unsolicited(self, kind: HsKind, fields: list[Any], address: Address,
                      now: float) -> None:
         if address != self.address or self.dropped:
-            raise ProtocolError("unsolicited message from another server")
+            raise ProtocolError("unsolicited message from another handshake server")
         if kind is HsKind.INTRODUCE and self._session.role is Role.SERVER and self.registered:
             self._session.punching.introduce(fields, now)
         elif kind is HsKind.RELAY_READY:

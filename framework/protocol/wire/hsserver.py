@@ -1,8 +1,8 @@
 """Kinds 1-4: talking to the handshake server.
 
-Apart from the cookie exchange, requests are *sealed*: encrypted to the server's
-long-term X25519 key with the peer's ephemeral key (Noise NK's first message), a reply
-under the same channel's reply key (hschannel.py). Inside is a msgpack array
+Apart from the cookie exchange, requests are *sealed*: encrypted to the handshake
+server's long-term X25519 key with the peer's ephemeral key (Noise NK's first message),
+a reply under the same channel's reply key (hschannel.py). Inside is a msgpack array
 ``[hs_kind, req_id, *fields]`` checked against the schema of its ``HsKind``.
 """
 
@@ -139,7 +139,7 @@ COOKIE_REQUEST_SIZE = 96
 #: Every sealed request is padded to this size at least, so that no answer to it (an
 #: introduction with four candidate addresses and a 32-character name) is larger.
 REQUEST_SIZE = 600
-#: A server-list request is padded to a whole datagram; its answer is filled up to that.
+#: A game-list request is padded to a whole datagram; its answer is filled up to that.
 LIST_REQUEST_SIZE = MAX_DATAGRAM
 
 
