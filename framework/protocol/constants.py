@@ -68,8 +68,10 @@ GUESS_INTERVAL = 5.0
 #: While a peer is reached through the relay, try the direct path again this often.
 DIRECT_RETRY_INTERVAL = 5.0
 
-#: Seconds the last datagrams of a peer that just left are ignored quietly.
+#: Seconds the last datagrams of a peer that just left are ignored quietly, and how many
+#: such paths are remembered at most (more at once means a flood: forget them all).
 DEPARTED_GRACE = 2.0
+MAX_DEPARTED = 256
 
 #: Pages of the handshake server's game list a peer follows at most.
 MAX_LIST_PAGES = 64

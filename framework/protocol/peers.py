@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .addresses import Address
+from .constants import DEPARTED_GRACE, MAX_DEPARTED
 from .crypto import KeyPair, Pake, SessionKeys
 
 if TYPE_CHECKING:
@@ -128,6 +129,38 @@ class Remote:
     def public_address(self) -> Address | None:
         return next((c.route.address for c in self.candidates if c.kind is PathKind.DIRECT),
                     None)
+
+    @property
+    def shown_address(self) -> Address:
+        """The address to show for this peer: its own, even while relayed."""
+        if self.route is not None and not self.route.relayed:
+            return self.route.address
+        public = self.public_address
+        assert public is not None
+        return public
+
+
+class Departures:
+    """Paths of peers that just left: their last datagrams (the extra copies of a
+    disconnect, data in flight) are ignored quietly for a moment, not reported."""
+
+    def __init__(self) -> None:
+        self._until: dict[Route, float] = {}
+
+    def remember(self, routes: list[Route], now: float) -> None:
+        if len(self._until) > MAX_DEPARTED:
+            self._until.clear()
+        for r in routes:
+            self._until[r] = now + DEPARTED_GRACE
+
+    def recent(self, route: Route, now: float) -> bool:
+        until = self._until.get(route)
+        if until is None:
+            return False
+        if until < now:
+            del self._until[route]
+            return False
+        return True
 
 
 @dataclass

@@ -14,6 +14,7 @@ from . import events as ev
 from .addresses import Address, is_local_address
 from .constants import MAX_LIST_PAGES
 from .context import Context
+from .crypto import fingerprint
 from .errors import ProtocolError
 from .hschannel import KeyMismatch
 from .peers import ListQuery, RemoteState, Role, Route
@@ -171,6 +172,15 @@ class Rendezvous:
                 session.fail(f"could not join: {where}")
 
     # --- answers ---------------------------------------------------------------------
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The fingerprint of the key of the handshake server this session trusts."""
+        address = self.address
+        channel = self.tracker.channels.get(address) if address else None
+        if channel is None or channel.server_public is None:
+            return None
+        return fingerprint(channel.server_public)
 
     def unwrap(self, data: bytes, address: Address, now: float
                ) -> tuple[Kind, bytes, Route] | None:

@@ -28,16 +28,15 @@ from . import events as ev
 from .addresses import Address
 from .config import Config
 from .connection import Connection
-from .constants import DEPARTED_GRACE
 from .context import Context
-from .crypto import RandomBytes, fingerprint, normalize_fingerprint
+from .crypto import RandomBytes, normalize_fingerprint
 from .delivery import Delivery
 from .errors import NotConnected, ProtocolError
 from .handshake import Handshakes
 from .messaging import Messaging
 from .names import normalize_name
 from .paths import Paths
-from .peers import Known, PathKind, Remote, RemoteState, Role, Route
+from .peers import Departures, Known, PathKind, Remote, RemoteState, Role, Route
 from .punching import Punching
 from .rendezvous import Rendezvous, own_candidates
 from .wire import Kind, peek_kind
@@ -62,6 +61,11 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
     Phase.JOINING: frozenset({Phase.CONNECTED, Phase.IDLE}),
     Phase.CONNECTED: frozenset({Phase.IDLE}),
 }
+
+
+def _pin(handshake_key: str | None) -> str | None:
+    """The fingerprint a player pinned, normalised; ValueError if it is malformed."""
+    return normalize_fingerprint(handshake_key) if handshake_key is not None else None
 
 
 class Session:
@@ -89,9 +93,7 @@ class Session:
         self.remotes: dict[str, Remote] = {}
         self.by_route: dict[Route, Remote] = {}
         self.known: dict[str, Known] = {}
-        # Paths of peers that just left: their last datagrams (the extra copies of a
-        # disconnect, data in flight) are ignored quietly for a moment, not reported.
-        self._departed: dict[Route, float] = {}
+        self._departed = Departures()
         self._peer_names: list[str] = []
 
     def _set_phase(self, phase: Phase) -> None:
@@ -109,7 +111,7 @@ class Session:
         self.role = Role.SERVER
         self.name = self.server_name = name
         self.password = password or None
-        self.rendezvous.begin(handshake, self._pin(handshake_key))
+        self.rendezvous.begin(handshake, _pin(handshake_key))
         self._set_phase(Phase.REGISTERING)
         self.rendezvous.register(name, own_candidates(lan), self.password is not None,
                                  now)
@@ -127,7 +129,7 @@ class Session:
         self.role = Role.CLIENT
         self.name, self.server_name = name, server
         self.password = password or None
-        self.rendezvous.begin(handshake, self._pin(handshake_key))
+        self.rendezvous.begin(handshake, _pin(handshake_key))
         self._set_phase(Phase.JOINING)
         self.rendezvous.join(server, name, own_candidates(lan), now)
 
@@ -138,16 +140,12 @@ class Session:
             norm = normalize_name(name)
         except ValueError as exc:
             raise ValueError(f"invalid name {name!r}: {exc}") from None
-        self._pin(handshake_key)  # ValueError now, at the call, if malformed
+        _pin(handshake_key)  # ValueError now, at the call, if malformed
         return norm
-
-    @staticmethod
-    def _pin(handshake_key: str | None) -> str | None:
-        return normalize_fingerprint(handshake_key) if handshake_key is not None else None
 
     def request_server_list(self, handshake: Address, now: float,
                             handshake_key: str | None = None) -> None:
-        self.rendezvous.request_list(handshake, self._pin(handshake_key), now)
+        self.rendezvous.request_list(handshake, _pin(handshake_key), now)
 
     # --- what the parts report ---------------------------------------------------------
 
@@ -159,7 +157,7 @@ class Session:
     def on_welcomed(self, remote: Remote) -> None:
         self._set_phase(Phase.CONNECTED)
         self.rendezvous.joined()
-        self.ctx.emit(ev.ConfirmedAsClient(self._address_of(remote)))
+        self.ctx.emit(ev.ConfirmedAsClient(remote.shown_address))
         self.peers_changed()
 
     def fail(self, message: str, reason: str | None = None, report: bool = True,
@@ -189,13 +187,7 @@ class Session:
         return any(r.state is RemoteState.CONNECTED for r in self.remotes.values())
 
     def recently_departed(self, route: Route, now: float) -> bool:
-        until = self._departed.get(route)
-        if until is None:
-            return False
-        if until < now:
-            del self._departed[route]
-            return False
-        return True
+        return self._departed.recent(route, now)
 
     def remove(self, remote: Remote, quiet: bool = False) -> None:
         self.remotes.pop(remote.name, None)
@@ -205,10 +197,7 @@ class Session:
         if remote.connection is not None:
             remote.connection.close()
         if remote.state is RemoteState.CONNECTED:
-            if len(self._departed) > 256:
-                self._departed.clear()
-            for r in routes:
-                self._departed[r] = self.ctx.now + DEPARTED_GRACE
+            self._departed.remember(routes, self.ctx.now)
             if not quiet:
                 self.peers_changed()
 
@@ -223,14 +212,6 @@ class Session:
         if names != self._peer_names:
             self._peer_names = names
             self.ctx.emit(ev.PeerListUpdated(list(names)))
-
-    def _address_of(self, remote: Remote) -> Address:
-        """The address to show for a peer: its own, even while relayed."""
-        if remote.route is not None and not remote.route.relayed:
-            return remote.route.address
-        public = remote.public_address
-        assert public is not None
-        return public
 
     # --- the game's calls ------------------------------------------------------------
 
@@ -272,7 +253,7 @@ class Session:
     def get_peer(self, peer_name: str) -> dict[str, Any] | None:
         remote = self.remotes.get(peer_name)
         if remote is not None and remote.state is RemoteState.CONNECTED:
-            return {"name": peer_name, "address": self._address_of(remote)}
+            return {"name": peer_name, "address": remote.shown_address}
         known = self.known.get(peer_name)
         if known is not None:
             return {"name": peer_name, "address": known.address}
@@ -286,7 +267,7 @@ class Session:
             return self.rendezvous.public
         host = self.remotes.get(self.server_name or "")
         if host is not None and host.state is RemoteState.CONNECTED:
-            return self._address_of(host)
+            return host.shown_address
         return None
 
     def get_server_name(self) -> str | None:
@@ -296,9 +277,7 @@ class Session:
         return self.name if self.role is not Role.NONE else None
 
     def i_am_server(self) -> bool | None:
-        if self.role is Role.NONE:
-            return None
-        return self.role is Role.SERVER
+        return None if self.role is Role.NONE else self.role is Role.SERVER
 
     def is_connected(self) -> bool:
         return self.phase in (Phase.HOSTING, Phase.CONNECTED)
@@ -314,11 +293,7 @@ class Session:
     @property
     def handshake_fingerprint(self) -> str | None:
         """The fingerprint of the handshake server's key this session trusts."""
-        address = self.rendezvous.address
-        channel = self.rendezvous.tracker.channels.get(address) if address else None
-        if channel is None or channel.server_public is None:
-            return None
-        return fingerprint(channel.server_public)
+        return self.rendezvous.fingerprint
 
     @property
     def blocked_count(self) -> int:
