@@ -64,6 +64,8 @@ MAX_PENDING_PER_PREFIX = 2
 #: and is told to; never turned away.
 GUESS_BURST = 4
 GUESS_INTERVAL = 5.0
+#: Networks whose guesses are tracked at once (the least recently seen are forgotten).
+GUESS_NETWORKS = 4096
 
 #: While a peer is reached through the relay, try the direct path again this often.
 DIRECT_RETRY_INTERVAL = 5.0

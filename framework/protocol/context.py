@@ -12,6 +12,7 @@ from .channels import ReassemblyBudget
 from .config import Config
 from .constants import INTERNAL_ERROR_LOG_INTERVAL
 from .crypto import RandomBytes
+from .limits import TokenBucket
 from .peers import Route
 from .values import Encoder
 from .wire import encode_relay
@@ -33,8 +34,8 @@ class Context:
         self._events: list[ev.EngineEvent] = []
         self.blocked = 0
         self.internal_errors = 0
-        self._blocked_window = 0.0
-        self._blocked_in_window = 0
+        rate = config.max_blocked_events_per_sec
+        self._blocked_events = TokenBucket(rate, rate, 0.0)
         self._last_error_log = -INTERNAL_ERROR_LOG_INTERVAL
 
     # --- outputs -------------------------------------------------------------------
@@ -74,11 +75,7 @@ class Context:
     def block(self, address: Address, now: float) -> None:
         """A datagram was dropped: count it; tell the game, at a bounded rate."""
         self.blocked += 1
-        if now - self._blocked_window >= 1.0:
-            self._blocked_window = now
-            self._blocked_in_window = 0
-        if self._blocked_in_window < self.config.max_blocked_events_per_sec:
-            self._blocked_in_window += 1
+        if self._blocked_events.take(now):
             self._events.append(ev.PacketBlocked(address))
 
     def internal_error(self, address: Address, now: float) -> None:

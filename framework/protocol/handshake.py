@@ -26,6 +26,7 @@ from .connection import Connection
 from .constants import (
     GUESS_BURST,
     GUESS_INTERVAL,
+    GUESS_NETWORKS,
 )
 from .context import Context
 from .crypto import CryptoError, KeyPair, Pake, handshake_transcript, mac, session_keys
@@ -62,7 +63,7 @@ class Handshakes:
         self._ctx = ctx
         self._session = session
         # Password guesses per network, for the game this session hosts.
-        self._guesses = Buckets(1.0 / GUESS_INTERVAL, GUESS_BURST, capacity=4096)
+        self._guesses = Buckets(1.0 / GUESS_INTERVAL, GUESS_BURST, GUESS_NETWORKS)
 
     # --- packets ---------------------------------------------------------------------
 
