@@ -43,32 +43,38 @@ class ReliableSender(SendChannel):
         attempts (``expires`` defaults to True on user channels); engine messages on the
         system channel are resent until the peer times out instead."""
         outbox = self.outbox
-        if len(payload) > outbox.max_size:
-            raise MessageTooLarge(f"message of {len(payload)} bytes exceeds "
+        size = len(payload)
+        if size > outbox.max_size:
+            raise MessageTooLarge(f"message of {size} bytes exceeds "
                                   f"max_message_size ({outbox.max_size})")
         if expires is None:
             expires = self.channel != SYSTEM_CHANNEL
         group = Group(message_id, message, self.mode, self.channel, expires)
-        seq = self.next_seq
-        item = encode_reliable(self.flags, seq, message_id, payload) \
-            if len(payload) < ITEM_ROOM else b""
-        if item and len(item) <= ITEM_ROOM:  # the common case: one item
-            out = Outgoing(next(outbox.keys), seq, self.flags, item, group, 0, 1, self)
-            self.next_seq = (seq + 1) & SEQ_MASK
-            self.waiting.append(out)
-            group.parts.append(out)
-        else:
-            count = -(-len(payload) // FRAGMENT_SIZE)
-            for i in range(count):
-                seq = self.next_seq
-                chunk = payload[i * FRAGMENT_SIZE:(i + 1) * FRAGMENT_SIZE]
-                item = encode_fragment(self.flags, seq, message_id, i, count, chunk)
-                out = Outgoing(next(outbox.keys), seq, self.flags, item, group, i, count, self)
+        outbox.active[self.key] = self
+        if size < ITEM_ROOM:
+            seq = self.next_seq
+            item = encode_reliable(self.flags, seq, message_id, payload)
+            if len(item) <= ITEM_ROOM:  # the common case: one item
+                out = Outgoing(next(outbox.keys), seq, self.flags, item, group, 0, 1, self)
                 self.next_seq = (seq + 1) & SEQ_MASK
                 self.waiting.append(out)
                 group.parts.append(out)
-        outbox.active[self.key] = self
+                return group
+        self._fragment(payload, group)
         return group
+
+    def _fragment(self, payload: bytes, group: Group) -> None:
+        """A message too large for one datagram, in pieces of FRAGMENT_SIZE bytes."""
+        count = -(-len(payload) // FRAGMENT_SIZE)
+        keys = self.outbox.keys
+        for i in range(count):
+            seq = self.next_seq
+            chunk = payload[i * FRAGMENT_SIZE:(i + 1) * FRAGMENT_SIZE]
+            item = encode_fragment(self.flags, seq, group.message_id, i, count, chunk)
+            out = Outgoing(next(keys), seq, self.flags, item, group, i, count, self)
+            self.next_seq = (seq + 1) & SEQ_MASK
+            self.waiting.append(out)
+            group.parts.append(out)
 
     def take_new(self, now: float, room: int, batch: list[Outgoing],
                  items: list[tuple[bytes, Outgoing | None]]) -> int:
