@@ -29,7 +29,8 @@ RECEIVED_SERVER_LIST: int = pygame.event.custom_type()
 RECEIVED_UNRELIABLE_MESSAGE_FROM_PEER: int = pygame.event.custom_type()
 RELIABLE_MESSAGE_TIMEOUT: int = pygame.event.custom_type()
 SESSION_TERMINATED: int = pygame.event.custom_type()
-#: Not in the seed: the way datagrams reach a peer changed (attributes peer_name, path).
+#: Not in the Godot Holepunch API: the way datagrams reach a peer changed (attributes
+#: peer_name, path).
 PATH_CHANGED: int = pygame.event.custom_type()
 
 EVENT_TYPES: dict[type[Any], int] = {

@@ -22,6 +22,7 @@ from . import events as pg_events
 from .protocol import events as ev
 from .protocol.addresses import Address
 from .protocol.config import Config
+from .protocol.constants import MAX_READS_PER_TICK, SOCKET_BUFFER
 from .protocol.delivery import Delivery
 from .protocol.session import Session
 from .protocol.simulator import NetworkSimulator
@@ -30,10 +31,6 @@ from .protocol.wire import HEADER, Kind
 
 log = logging.getLogger(__name__)
 
-#: Upper bound of datagrams read in one tick, so a flood cannot freeze a frame.
-MAX_READS_PER_TICK = 4096
-#: Receive buffer we ask the kernel for: a burst of a few hundred full datagrams.
-SOCKET_BUFFER = 1 << 20
 
 
 def normalize_address(address: Sequence[Any], what: str = "address") -> Address:
@@ -85,7 +82,7 @@ class Peer:
         """Register with the handshake server under ``server_name`` and await players.
 
         ``handshake_key``: the fingerprint the handshake server prints at start; when
-        given, a server with another key is refused (without it, the first key seen is
+        given, a handshake server with another key is refused (without it, the first key seen is
         trusted for the session).
         """
         hs = _resolve(normalize_address(handshake_address, "handshake_address"))
@@ -165,13 +162,14 @@ class Peer:
         return self._session.send(peer_name, message, delivery, channel)
 
     def send_reliable_message_to_peer(self, peer_name: str, message: object) -> int:
-        """The seed's reliable message: reliable-ordered on channel 0. Returns message_id."""
+        """The Godot Holepunch API's reliable message: reliable-ordered on channel 0.
+        Returns message_id."""
         message_id = self.send(peer_name, message, Delivery.RELIABLE_ORDERED, 0)
         assert message_id is not None
         return message_id
 
     def send_unreliable_message_to_peer(self, peer_name: str, message: object) -> None:
-        """The seed's unreliable message: sent once, on channel 0."""
+        """The Godot Holepunch API's unreliable message: sent once, on channel 0."""
         self.send(peer_name, message, Delivery.UNRELIABLE, 0)
 
     # --- session control --------------------------------------------------------------
@@ -244,7 +242,7 @@ class Peer:
     @property
     def handshake_fingerprint(self) -> str | None:
         """Fingerprint of the handshake server's key this session trusts (None before the
-        server answered): show it, so players can compare it with the server's."""
+        server answered): show it, so players can compare it with the handshake server's."""
         return self._session.handshake_fingerprint
 
     @property
@@ -286,7 +284,7 @@ class Peer:
         return self._now
 
     def _flush(self, bypass_simulator: bool = False) -> None:
-        out = self._session.datagrams_to_send()
+        out = self._session.take_datagrams()
         sim = self._sim
         if sim is not None and not bypass_simulator:
             for data, address in out:

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="requests per second one IP address may make (default "
                              "%(default)s; raise it for load tests)")
     parser.add_argument("--key-file", default=None,
-                        help="the server's long-term key, created on first start "
+                        help="the handshake server's long-term key, created on first start "
                              f"(default {keys.default_path()})")
     parser.add_argument("--print-fingerprint", action="store_true",
                         help="print the key's fingerprint (for players to pin) and exit")

@@ -1,9 +1,9 @@
-"""Which addresses of a player the server passes on, and in what order.
+"""Which addresses of a player the handshake server passes on, and in what order.
 
-A peer reports its own candidate addresses; the server never trusts them as given, since
+A peer reports its own candidate addresses; the handshake server never trusts them as given, since
 the other player will send datagrams to whatever it is told (a "packet cannon"):
 
-- PUBLIC: the source address of the request as the server saw it, added by the server;
+- PUBLIC: the source address of the request as the handshake server saw it, added by it;
   PUBLIC entries a peer reports are ignored.
 - LAN: kept only in a local range (RFC 1918, 6598, 4193, link-local, loopback), where
   a stray datagram stays inside the player's own network.
@@ -17,10 +17,8 @@ import ipaddress
 from typing import Any
 
 from framework.protocol.addresses import Address, is_local_address
+from framework.protocol.constants import MAX_CANDIDATES
 from framework.protocol.wire import CandidateKind
-
-#: Candidates in one introduction (the wire's schema allows four).
-MAX_CANDIDATES = 4
 
 Candidate = list[Any]  # [ip: str, port: int, kind: int], as on the wire
 

@@ -1,4 +1,4 @@
-"""The server's cache of peers' channel keys, compact.
+"""The handshake server's cache of peers' channel keys, compact.
 
 ``hschannel.ServerKeys`` caches two ChaCha20Poly1305 objects per peer key: about 4.8 kB
 each (measured: OpenSSL cipher contexts), so its 65,536 entries could hold ~300 MB, and

@@ -30,7 +30,7 @@ class ServerConfig:
     #: Seconds an introduction stays valid (a repeated JOIN gets the same token).
     intro_valid: float = 30.0
     #: A repeated JOIN re-sends the introduction to the server player at most this often,
-    #: so a client cannot turn the server into a stream of datagrams aimed at a host.
+    #: so a client cannot turn the handshake server into a stream of datagrams aimed at a host.
     intro_resend_interval: float = 1.0
     #: Pending introductions held at once, and per joining client's prefix.
     max_introductions: int = 100_000

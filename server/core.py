@@ -6,9 +6,9 @@ This module is the boundary every datagram crosses, in order of cost, cheapest f
    relay; anything but a cookie request or a sealed request is dropped.
 2. A token bucket per source *prefix* (IPv4 address, IPv6 /64), before any key work.
 3. A COOKIE_REQUEST (padded to ``wire.COOKIE_REQUEST_SIZE``) gets a stateless cookie
-   and the server's public key. A sealed request's cookie is checked in clear; a bad or
+   and the handshake server's public key. A sealed request's cookie is checked in clear; a bad or
    stale one gets a fresh COOKIE, so no X25519 work is done for a spoofed source.
-4. Only then the request is opened (X25519 against the server's static key, cached per
+4. Only then the request is opened (X25519 against the handshake server's static key, cached per
    peer key) and its fields checked against the schema.
 
 No reply to the source is larger than the datagram it answers (no amplification), and
@@ -24,6 +24,7 @@ import traceback
 from collections.abc import Callable
 
 from framework.protocol.addresses import Address
+from framework.protocol.constants import INTERNAL_ERROR_LOG_INTERVAL
 from framework.protocol.crypto import KeyPair
 from framework.protocol.errors import ProtocolError
 from framework.protocol.limits import Buckets, prefix_of
@@ -49,12 +50,10 @@ log = logging.getLogger("server")
 #: ``prefix_of`` parses the address (microseconds a datagram); the same sources come back
 #: again and again. A pure function, so one bounded cache serves every core.
 _prefix = functools.lru_cache(maxsize=4096)(prefix_of)
-#: Seconds between two log lines about internal errors (a flood of them is one line).
-INTERNAL_ERROR_LOG_INTERVAL = 1.0
 
 
 class HandshakeCore:
-    """Registrations, introductions, relays and the server list, behind the boundary."""
+    """Registrations, introductions, relays and the game list, behind the boundary."""
 
     def __init__(self, config: ServerConfig | None, random_bytes: Callable[[int], bytes],
                  static_key: KeyPair) -> None:
@@ -96,7 +95,7 @@ class HandshakeCore:
         except ProtocolError:
             self.stats.dropped += 1
             return []
-        except Exception as exc:  # a bug must not stop the server
+        except Exception as exc:  # a bug must not stop the handshake server
             self._internal_error(exc, now)
             return []
         out = []

@@ -1,7 +1,7 @@
 """What each sealed request does, once the boundary (``core.py``) has admitted it.
 
 Every handler gets a request whose fields the wire's schema checked, from a source that
-proved return routability, on a channel that only that peer and this server can read.
+proved return routability, on a channel that only that peer and this handshake server can read.
 Replies are sealed: to the asker under the request's channel, to the other player under
 the channel it last used. An error is a code only: no value from the network is ever
 formatted into a reply. Per-request log lines are DEBUG (an attacker must not be able to
@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from framework.protocol.addresses import Address
+from framework.protocol.constants import MAX_LIST_ENTRIES
 from framework.protocol.hschannel import ServerKeys
 from framework.protocol.wire import SEALED_REPLY_OVERHEAD, ErrorCode, HsKind, encode_hs_body
 
@@ -26,8 +27,6 @@ from .relays import Relays
 
 log = logging.getLogger("server")
 
-#: Entries in one LIST_REPLY: the bound of the wire's schema for it.
-MAX_LIST_ENTRIES = 64
 
 
 class Requests:

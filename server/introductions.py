@@ -4,8 +4,8 @@ One pending introduction per (game, player name). While it lives, only the addre
 asked first may ask again (it repeats JOIN while it punches, and gets the same token);
 a JOIN with that name from anywhere else is refused NAME_BUSY, so nobody can replace a
 player who is joining. The token is bound to the game, the player's name, the client's
-address and the expiry by a keyed hash under a server secret; it reaches the two players
-only inside sealed replies.
+address and the expiry by a keyed hash under the handshake server's secret; it reaches
+the two players only inside sealed replies.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from framework.protocol.addresses import Address
+from framework.protocol.constants import JOIN_TOKEN_SIZE
 from framework.protocol.crypto import lp
 from framework.protocol.limits import prefix_of
 from framework.protocol.wire import ErrorCode
@@ -23,7 +24,6 @@ from framework.protocol.wire import ErrorCode
 from .candidates import Candidate
 from .config import ServerConfig
 
-JOIN_TOKEN_SIZE = 32
 _EXPIRY = struct.Struct("!d")
 _PORT = struct.Struct("!H")
 

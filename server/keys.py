@@ -1,6 +1,6 @@
 """The handshake server's long-term key, kept in a file across restarts.
 
-Players may pin the key's fingerprint; a server that made a new key at every start would
+Players may pin the key's fingerprint; a handshake server that made a new key at every start would
 break every pin, so the key lives in a file, created on first start, readable by its
 owner only (0600). The format is text, versioned, so that it can change later:
 
@@ -35,7 +35,7 @@ def default_path() -> Path:
 
 def load(path: Path) -> KeyPair:
     if stat.S_IMODE(path.stat().st_mode) & 0o077:
-        # Whoever reads it can impersonate the server to every player who pinned it.
+        # Whoever reads it can impersonate the handshake server to every player who pinned it.
         log.warning("the key file %s can be read by other users: chmod 600 it", path)
     text = path.read_text(encoding="ascii", errors="replace")
     lines = text.splitlines()

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from framework.protocol.addresses import Address
+from framework.protocol.constants import RELAY_ID_SIZE
 from framework.protocol.limits import TokenBucket
 from framework.protocol.wire import decode_relay
 
@@ -22,7 +23,6 @@ from .config import Reply, ServerConfig, ServerStats
 
 log = logging.getLogger("server")
 
-RELAY_ID_SIZE = 8
 
 
 @dataclass(slots=True)

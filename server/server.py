@@ -12,26 +12,25 @@ import threading
 import time
 
 from framework.protocol.addresses import Address
+from framework.protocol.constants import (
+    SERVER_BATCH,
+    SERVER_EXPIRY_INTERVAL,
+    SERVER_MAX_PER_WAKEUP,
+    SERVER_STATS_INTERVAL,
+)
 from framework.protocol.crypto import KeyPair
 
 from .core import HandshakeCore, ServerConfig
 
 log = logging.getLogger("server")
 
-#: Datagrams handled before the loop looks at the clock again, and at most per wake-up
-#: (so that expiry and stop() still run under a flood).
-BATCH = 256
-MAX_PER_WAKEUP = 8192
-EXPIRY_INTERVAL = 1.0
-#: Seconds between two log lines of the counters (the per-request lines are DEBUG).
-STATS_INTERVAL = 300.0
 
 
 class HandshakeServer:
     """``HandshakeServer(host, port).serve_forever()``, or ``start()`` / ``stop()``.
 
-    ``key`` is the server's long-term key (``server.keys.load_or_create``); without one a
-    fresh key is made in memory, which suits tests and a server embedded in a game."""
+    ``key`` is the handshake server's long-term key (``server.keys.load_or_create``); without one a
+    fresh key is made in memory, which suits tests and a handshake server embedded in a game."""
 
     def __init__(self, host: str = "0.0.0.0", port: int = 5160,
                  config: ServerConfig | None = None, key: KeyPair | None = None) -> None:
@@ -52,7 +51,7 @@ class HandshakeServer:
 
     @property
     def fingerprint(self) -> str:
-        """The fingerprint of the server's key, which players may pin."""
+        """The fingerprint of the handshake server's key, which players may pin."""
         return self.core.fingerprint
 
     @property
@@ -84,8 +83,8 @@ class HandshakeServer:
         sel = selectors.DefaultSelector()
         sel.register(self._sock, selectors.EVENT_READ)
         sel.register(self._wake_r, selectors.EVENT_READ)
-        next_expiry = time.monotonic() + EXPIRY_INTERVAL
-        next_stats = time.monotonic() + STATS_INTERVAL
+        next_expiry = time.monotonic() + SERVER_EXPIRY_INTERVAL
+        next_stats = time.monotonic() + SERVER_STATS_INTERVAL
         try:
             while not self._stopping.is_set():
                 timeout = max(0.0, next_expiry - time.monotonic())
@@ -96,14 +95,14 @@ class HandshakeServer:
                 if now >= next_expiry:
                     try:
                         self.core.expire(now)
-                    except Exception:  # a bug must not stop the server
+                    except Exception:  # a bug must not stop the handshake server
                         log.exception("expiry failed")
-                    next_expiry = now + EXPIRY_INTERVAL
+                    next_expiry = now + SERVER_EXPIRY_INTERVAL
                 if now >= next_stats:
                     log.info("%d registered, %d relays; since start: %s",
                              len(self.core.registrations), len(self.core.relays),
                              json.dumps(self.core.stats.summary()))
-                    next_stats = now + STATS_INTERVAL
+                    next_stats = now + SERVER_STATS_INTERVAL
         finally:
             sel.close()
             self._sock.close()
@@ -114,9 +113,9 @@ class HandshakeServer:
     def _drain(self) -> None:
         sock = self._sock
         core = self.core
-        for _ in range(MAX_PER_WAKEUP // BATCH):
+        for _ in range(SERVER_MAX_PER_WAKEUP // SERVER_BATCH):
             now = time.monotonic()
-            for _ in range(BATCH):
+            for _ in range(SERVER_BATCH):
                 try:
                     data, addr = sock.recvfrom(2048)
                 except (BlockingIOError, InterruptedError):

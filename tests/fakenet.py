@@ -12,13 +12,13 @@ from collections.abc import Callable
 from typing import Any
 
 from framework.protocol import events as ev
+from framework.protocol.addresses import Address
 from framework.protocol.config import Config
 from framework.protocol.crypto import KeyPair
 from framework.protocol.session import Session
 from framework.protocol.simulator import NetworkSimulator, SimSettings
 from server.core import HandshakeCore, ServerConfig
 
-Address = tuple[str, int]
 HS: Address = ("203.0.113.1", 5160)
 
 
@@ -65,7 +65,7 @@ class FakeNet:
 
     def _collect(self, s: Session) -> None:
         a = self.addr(s)
-        for data, to in s.datagrams_to_send():
+        for data, to in s.take_datagrams():
             self.sim.send(data, (a, to), self.now)
         self.events[a].extend(s.events())
 

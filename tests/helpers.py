@@ -18,9 +18,9 @@ os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
 from framework import Peer, events
+from framework.protocol.addresses import Address
 
 ROOT = Path(__file__).resolve().parent.parent
-Address = tuple[str, int]
 
 
 def key_fingerprint(key_file: Path) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from framework.protocol.addresses import Address
 from framework.protocol.crypto import KeyPair
 from framework.protocol.hschannel import ServerChannel
 from framework.protocol.wire import (
@@ -25,8 +26,6 @@ from framework.protocol.wire import (
     request_size,
 )
 from server import HandshakeCore, ServerConfig
-
-Address = tuple[str, int]
 
 
 def seeded_bytes(seed: int) -> Callable[[int], bytes]:

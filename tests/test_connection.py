@@ -7,7 +7,8 @@ from collections.abc import Callable
 import pytest
 
 from framework.protocol.channels import ReassemblyBudget
-from framework.protocol.connection import Connection, ConnectionConfig
+from framework.protocol.config import Config
+from framework.protocol.connection import Connection
 from framework.protocol.constants import FRAGMENT_SIZE
 from framework.protocol.constants import SYSTEM_CHANNEL as SYSTEM
 from framework.protocol.delivery import Delivery
@@ -23,15 +24,15 @@ FRAME = 1 / 60
 _RANDOM = seeded_bytes(42)
 
 
-def pair(config: ConnectionConfig | None = None, budget: ReassemblyBudget | None = None
+def pair(config: Config | None = None, budget: ReassemblyBudget | None = None
          ) -> tuple[Connection, Connection]:
     """Two connections keyed for each other."""
-    cfg = config or ConnectionConfig()
+    cfg = config or Config()
     pa, pb = PacketProtection.pair(_RANDOM)
     return Connection(cfg, 0.0, pa, budget), Connection(cfg, 0.0, pb, budget)
 
 
-def victim(config: ConnectionConfig, budget: ReassemblyBudget | None = None
+def victim(config: Config, budget: ReassemblyBudget | None = None
            ) -> tuple[Connection, PacketProtection]:
     """A connection, and the keys of its peer (to seal any plaintext at it)."""
     mine, theirs = PacketProtection.pair(_RANDOM)
@@ -43,8 +44,8 @@ class Link:
 
     def __init__(self, loss: float = 0.0, latency: float = 0.02, jitter: float = 0.0,
                  duplicate: float = 0.0, reorder: float = 0.0, seed: int = 1,
-                 config: ConnectionConfig | None = None) -> None:
-        self.cfg = config or ConnectionConfig(attempts_before_expiration=10_000,
+                 config: Config | None = None) -> None:
+        self.cfg = config or Config(attempts_before_expiration=10_000,
                                               secs_between_peer_checks=1e6)
         self.now = 0.0
         self.a, self.b = pair(self.cfg)
@@ -149,7 +150,7 @@ def _packet(peer: PacketProtection, items: list[list[object]]) -> bytes:
 
 def test_reassembly_caps_hold_against_a_peer_that_never_finishes() -> None:
     budget = ReassemblyBudget(limit=3 * FRAGMENT_SIZE * 8)
-    cfg = ConnectionConfig(reassembly_limit_per_peer=2 * FRAGMENT_SIZE * 8)
+    cfg = Config(reassembly_limit_per_peer=2 * FRAGMENT_SIZE * 8)
     victims = [victim(cfg, budget) for _ in range(3)]
     chunk = b"z" * FRAGMENT_SIZE
     accepted = [0, 0, 0]
@@ -172,7 +173,7 @@ def test_reassembly_caps_hold_against_a_peer_that_never_finishes() -> None:
 
 
 def test_fragment_numbering_beyond_the_size_limit_is_rejected() -> None:
-    conn, peer = victim(ConnectionConfig(max_message_size=10 * FRAGMENT_SIZE))
+    conn, peer = victim(Config(max_message_size=10 * FRAGMENT_SIZE))
     with pytest.raises(ProtocolError):
         conn.receive(_packet(peer, [fragment_item(Delivery.RELIABLE_ORDERED, 0, 0, 1, 0, 5000,
                                                   b"a")]), 0.0)
@@ -209,7 +210,7 @@ def test_unreliable_sequenced_drops_stale_messages() -> None:
 
 
 def test_expiry_names_exactly_that_message_and_the_channel_moves_on() -> None:
-    cfg = ConnectionConfig(attempts_before_expiration=3, secs_to_await_reply=0.2,
+    cfg = Config(attempts_before_expiration=3, secs_to_await_reply=0.2,
                            secs_between_peer_checks=1e6)
     link = Link(config=cfg)
     send(link.a, "warm-up", message_id=1)
@@ -269,7 +270,7 @@ def test_loss_statistic_tracks_the_link() -> None:
 
 
 def test_send_errors_are_raised_at_the_call() -> None:
-    conn, _ = victim(ConnectionConfig(max_message_size=5000))
+    conn, _ = victim(Config(max_message_size=5000))
     with pytest.raises(MessageTooLarge):
         conn.send(Delivery.UNRELIABLE, 0, encode_value(b"x" * 2000))
     with pytest.raises(MessageTooLarge):

@@ -12,6 +12,7 @@ import msgpack
 import pytest
 
 from framework.protocol import events as ev
+from framework.protocol.addresses import Address
 from framework.protocol.config import Config
 from framework.protocol.constants import GUESS_BURST, GUESS_INTERVAL, SYSTEM_CHANNEL
 from framework.protocol.crypto import (
@@ -22,12 +23,17 @@ from framework.protocol.crypto import (
 )
 from framework.protocol.delivery import Delivery
 from framework.protocol.hschannel import ServerKeys
-from framework.protocol.peers import SYS_BYE, SYS_FORWARD_FAILED
 from framework.protocol.session import Session
-from framework.protocol.wire import HsKind, Kind, decode_control, encode_control
+from framework.protocol.wire import (
+    SYS_BYE,
+    SYS_FORWARD_FAILED,
+    HsKind,
+    Kind,
+    decode_control,
+    encode_control,
+)
 from tests.fakenet import HS, FakeNet, seeded_bytes
 
-Address = tuple[str, int]
 STRANGER: Address = ("192.0.2.99", 6666)
 DEEP = b"\x91" * 1000 + b"\xc0"  # a list nested 1,000 deep, as msgpack
 

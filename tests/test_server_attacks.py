@@ -10,7 +10,13 @@ from typing import Any
 
 import pytest
 
-from framework.protocol.constants import MAX_DATAGRAM, MAX_NAME_LENGTH, TOKEN_SIZE
+from framework.protocol.constants import (
+    JOIN_TOKEN_SIZE,
+    MAX_DATAGRAM,
+    MAX_NAME_LENGTH,
+    RELAY_ID_SIZE,
+    TOKEN_SIZE,
+)
 from framework.protocol.crypto import (
     AEAD_NONCE_SIZE,
     PUBLIC_KEY_SIZE,
@@ -40,8 +46,6 @@ from framework.protocol.wire import (
     sealed_request_head,
 )
 from server import ServerConfig
-from server.introductions import JOIN_TOKEN_SIZE
-from server.relays import RELAY_ID_SIZE
 from tests.hspeer import Address, HsNet, HsPeer, Opened, seeded_bytes
 
 A = ("198.51.100.7", 4000)

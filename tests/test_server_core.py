@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from framework.protocol.constants import TOKEN_SIZE
+from framework.protocol.constants import JOIN_TOKEN_SIZE, RELAY_ID_SIZE, TOKEN_SIZE
 from framework.protocol.crypto import fingerprint
 from framework.protocol.hschannel import ServerChannel
 from framework.protocol.wire import (
@@ -32,9 +32,7 @@ from framework.protocol.wire import (
     peek_kind,
 )
 from server import HandshakeServer, ServerConfig
-from server.introductions import JOIN_TOKEN_SIZE
 from server.keys import KeyFileError, load_or_create
-from server.relays import RELAY_ID_SIZE
 from tests.hspeer import HsNet, HsPeer, Opened
 
 A = ("198.51.100.7", 4000)

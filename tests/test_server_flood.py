@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from framework.protocol.addresses import Address
 from framework.protocol.crypto import fingerprint
 from framework.protocol.errors import ProtocolError
 from framework.protocol.hschannel import ServerChannel
@@ -31,7 +32,6 @@ from server.keys import load_or_create
 from tests.hspeer import seeded_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
-Address = tuple[str, int]
 
 
 @contextmanager

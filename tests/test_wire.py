@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from framework.protocol.connection import Connection, ConnectionConfig
+from framework.protocol.config import Config
+from framework.protocol.connection import Connection
 from framework.protocol.constants import MAX_DATAGRAM
 from framework.protocol.crypto import KeyPair
 from framework.protocol.errors import ProtocolError
@@ -210,7 +211,7 @@ def test_no_input_raises_past_the_boundary(data: bytes) -> None:
     try:
         kind = peek_kind(data)
         if kind is Kind.DATA:
-            Connection(ConnectionConfig(), 0.0, _PROTECTION).receive(data, 0.0)
+            Connection(Config(), 0.0, _PROTECTION).receive(data, 0.0)
         else:
             decode_control(kind, data)
     except ProtocolError:

@@ -22,6 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from framework.protocol.addresses import Address
 from tools.bench_baseline import (
     BASELINE_COMMIT,
     aead_per_message,
@@ -38,7 +39,6 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
-Address = tuple[str, int]
 Row = list[str]
 
 
@@ -233,7 +233,8 @@ def bench_tick_sides(rounds: int, baseline: Path | None) -> dict[str, dict[str, 
 
 
 def bench_loss_latency() -> dict[float, dict[str, float]]:
-    from framework.protocol.connection import Connection, ConnectionConfig  # noqa: PLC0415
+    from framework.protocol.config import Config  # noqa: PLC0415
+    from framework.protocol.connection import Connection  # noqa: PLC0415
     from framework.protocol.delivery import Delivery  # noqa: PLC0415
     from framework.protocol.protection import PacketProtection  # noqa: PLC0415
     from framework.protocol.simulator import NetworkSimulator, SimSettings  # noqa: PLC0415
@@ -242,7 +243,7 @@ def bench_loss_latency() -> dict[float, dict[str, float]]:
     frame = 1 / 60
     out = {}
     for loss in (0.05, 0.10, 0.25):
-        cfg = ConnectionConfig(attempts_before_expiration=1000, secs_between_peer_checks=1e6)
+        cfg = Config(attempts_before_expiration=1000, secs_between_peer_checks=1e6)
         pa, pb = PacketProtection.pair(os.urandom)
         a, b = Connection(cfg, 0.0, pa), Connection(cfg, 0.0, pb)
         ab: NetworkSimulator[str] = NetworkSimulator(SimSettings(loss=loss, latency=0.05,
@@ -433,14 +434,14 @@ def bench_profile() -> dict[str, float]:
                 alice.send("host", payload, Delivery.RELIABLE_ORDERED, 0)
             sent += 250
         alice.handle_timer(now)
-        out = [d for d, _ in alice.datagrams_to_send()]
+        out = [d for d, _ in alice.take_datagrams()]
         t_send += time.perf_counter() - t
         t = time.perf_counter()
         for d in out:
             host.receive_datagram(d, a_addr, now)
         host.handle_timer(now)
         evs = host.events()
-        back = [d for d, _ in host.datagrams_to_send()]
+        back = [d for d, _ in host.take_datagrams()]
         t_recv += time.perf_counter() - t
         t = time.perf_counter()
         for e in evs:

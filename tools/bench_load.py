@@ -24,8 +24,6 @@ from framework.protocol.wire import CandidateKind, HsKind
 
 from .hsclient import channels, seal
 
-Address = tuple[str, int]
-
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.bench_load")

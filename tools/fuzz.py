@@ -48,6 +48,7 @@ from types import TracebackType
 from typing import Any
 
 from framework.protocol import events as ev
+from framework.protocol.addresses import Address
 from framework.protocol.config import Config
 from framework.protocol.connection import Connection
 from framework.protocol.crypto import AEAD_NONCE_SIZE, Aead, KeyPair, channel_keys
@@ -84,7 +85,6 @@ from tests.malicious import (
     mutate,
 )
 
-Address = tuple[str, int]
 #: Inputs between two ticks of the whole fake network (10 ms of fake time each).
 PUMP_EVERY = 8
 TICK = 0.01
@@ -160,13 +160,15 @@ class Attacker:
         # The attacker's own packet protection: it holds these keys and this counter. Its
         # Connection's packet sequence moves along, so that its own acks stay meaningful.
         data = self.conn._protection.seal(plaintext)
-        self.conn._seq = (self.conn._seq + 1) & 0xFFFF
+        builder = self.conn._builder
+        builder._seq = (builder._seq + 1) & 0xFFFF
         self.sent.append(data)
         return data
 
     def skip(self, n: int) -> None:
         self.conn._protection.next_number += n
-        self.conn._seq = (self.conn._seq + n) & 0xFFFF
+        builder = self.conn._builder
+        builder._seq = (builder._seq + n) & 0xFFFF
 
     def absorb(self, data: bytes, to: Address) -> None:
         """A datagram the victim sent to one of our addresses: open it as we would."""
@@ -726,7 +728,7 @@ class Harness:
         padding = [0x00, bytes(r.pick((0, 100, 300, 900)))]
         self.feed(scn.victim, atk.seal(gen_plaintext(r, None) if r.one_in(3)
                                        else b"\x00" * 6 + enc([[0xF0, [0]], padding])), src)
-        for data, to in scn.victim.datagrams_to_send():
+        for data, to in scn.victim.take_datagrams():
             if to in atk.aliases:
                 atk.absorb(data, to)
             else:

@@ -10,6 +10,7 @@ import socket
 import time
 from typing import Any
 
+from framework.protocol.addresses import Address
 from framework.protocol.errors import ProtocolError
 from framework.protocol.hschannel import ServerChannel
 from framework.protocol.wire import (
@@ -20,8 +21,6 @@ from framework.protocol.wire import (
     peek_kind,
     request_size,
 )
-
-Address = tuple[str, int]
 
 
 def channels(socks: list[socket.socket], target: Address, timeout: float = 2.0

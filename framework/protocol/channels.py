@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from .constants import RELIABLE_WINDOW
+from .delivery import Delivery
 from .errors import ProtocolError
-from .sequence import HALF, seq_greater
+from .records import Delivered
+from .sequence import HALF, SEQ_MASK, seq_greater
 from .values import decode_value
+from .wire import CANCEL, FRAGMENT, SYSTEM_UNRELIABLE, WHOLE, Parsed, stream_key
 
-WHOLE = 0
-FRAGMENT = 1
-CANCEL = 2
+#: A settled sequence of an unordered stream, kept until ``base`` passes it.
 DONE = 3
 
 
@@ -59,7 +60,7 @@ class ReliableReceiver:
 
     def check(self, seq: int) -> bool:
         """Whether ``seq`` is new (in the window). Raises for a sequence past the window."""
-        d = (seq - self.base) & 0xFFFF
+        d = (seq - self.base) & SEQ_MASK
         if d >= HALF:
             return False  # older than base: a duplicate of something settled
         if d >= RELIABLE_WINDOW:
@@ -106,14 +107,14 @@ class ReliableReceiver:
             if e.kind == WHOLE:
                 del buf[base]
                 out.append((e.message_id, e.payload))
-                self.base = (base + 1) & 0xFFFF
+                self.base = (base + 1) & SEQ_MASK
                 continue
             if e.kind != FRAGMENT or e.index != 0:
                 # A cancelled message, or a piece of a message whose start was cancelled.
                 self._pop(base)
-                self.base = (base + 1) & 0xFFFF
+                self.base = (base + 1) & SEQ_MASK
                 continue
-            seqs = [(base + i) & 0xFFFF for i in range(e.count)]
+            seqs = [(base + i) & SEQ_MASK for i in range(e.count)]
             parts = [buf.get(s) for s in seqs]
             if any(p is None for p in parts):
                 return  # wait for the rest
@@ -123,7 +124,7 @@ class ReliableReceiver:
                 for i, p in enumerate(parts)
             )
             chunks = [self._pop(s).payload for s in seqs]
-            self.base = (base + e.count) & 0xFFFF
+            self.base = (base + e.count) & SEQ_MASK
             if whole:
                 self._deliver_joined(e.message_id, chunks, out)
 
@@ -133,10 +134,10 @@ class ReliableReceiver:
             buf[seq] = _DONE
             out.append((entry.message_id, entry.payload))
         elif entry.kind == CANCEL:
-            first = (seq - entry.index) & 0xFFFF
+            first = (seq - entry.index) & SEQ_MASK
             for i in range(entry.count):
-                s = (first + i) & 0xFFFF
-                d = (s - self.base) & 0xFFFF
+                s = (first + i) & SEQ_MASK
+                d = (s - self.base) & SEQ_MASK
                 if d >= RELIABLE_WINDOW:
                     continue
                 if s in buf:
@@ -147,8 +148,8 @@ class ReliableReceiver:
                     buf[s] = _DONE
         else:
             buf[seq] = entry
-            first = (seq - entry.index) & 0xFFFF
-            seqs = [(first + i) & 0xFFFF for i in range(entry.count)]
+            first = (seq - entry.index) & SEQ_MASK
+            seqs = [(first + i) & SEQ_MASK for i in range(entry.count)]
             parts = [buf.get(s) for s in seqs]
             if all(
                 p is not None and p.kind == FRAGMENT and p.message_id == entry.message_id
@@ -162,7 +163,7 @@ class ReliableReceiver:
                 self._deliver_joined(entry.message_id, chunks, out)
         while buf.get(self.base) is _DONE:
             del buf[self.base]
-            self.base = (self.base + 1) & 0xFFFF
+            self.base = (self.base + 1) & SEQ_MASK
 
     @staticmethod
     def _deliver_joined(message_id: int, chunks: list[Any], out: list[tuple[int, Any]]) -> None:
@@ -186,3 +187,88 @@ class SequencedReceiver:
             self.latest = seq
             return True
         return False
+
+
+_UNRELIABLE = int(Delivery.UNRELIABLE)
+_SEQUENCED = int(Delivery.UNRELIABLE_SEQUENCED)
+_ORDERED = int(Delivery.RELIABLE_ORDERED)
+_MODES = tuple(Delivery(i) for i in range(4))
+_SYSTEM_KEY = stream_key(SYSTEM_UNRELIABLE)
+
+
+class Receivers:
+    """The receive side of every stream of one connection, created as streams appear."""
+
+    __slots__ = ("_budget", "_limit", "_reliable", "_sequenced")
+
+    def __init__(self, budget: ReassemblyBudget, limit_per_peer: int) -> None:
+        self._budget = budget
+        self._limit = limit_per_peer
+        self._reliable: dict[int, ReliableReceiver] = {}
+        self._sequenced: dict[int, SequencedReceiver] = {}
+
+    def admit(self, parsed: list[Parsed]) -> bool:
+        """Raise ProtocolError, changing nothing, if an item is past its stream's window or
+        the fragments would pass a reassembly limit. Returns whether the datagram asks
+        for a prompt ack (reliable messages, or an engine message such as a ping)."""
+        extra = 0
+        prompt = False
+        receivers = self._reliable
+        for key, mode, seq, _, value, piece in parsed:
+            if mode < 2:
+                if key == _SYSTEM_KEY:
+                    prompt = True
+                continue
+            prompt = True
+            receiver = receivers.get(key)
+            if receiver is not None:
+                receiver.check(seq)  # raises beyond the window
+            elif seq >= RELIABLE_WINDOW:
+                raise ProtocolError("reliable message beyond the receive window")
+            if piece is not None and piece[0] == FRAGMENT:
+                extra += len(value)
+        if extra:
+            mine = sum(r.buffered_bytes for r in receivers.values())
+            if mine + extra > self._limit:
+                raise ProtocolError("reassembly limit for this peer reached")
+            if self._budget.used + extra > self._budget.limit:
+                raise ProtocolError("reassembly limit for all peers reached")
+        return prompt
+
+    def deliver(self, parsed: list[Parsed]) -> list[Delivered]:
+        delivered: list[Delivered] = []
+        append = delivered.append
+        receivers = self._reliable
+        for key, mode, seq, mid, value, piece in parsed:
+            channel = key >> 2
+            if mode == _UNRELIABLE:
+                append(Delivered(channel, Delivery.UNRELIABLE, None, value))
+                continue
+            if mode == _SEQUENCED:
+                sr = self._sequenced.get(key)
+                if sr is None:
+                    sr = self._sequenced[key] = SequencedReceiver()
+                if sr.accept(seq):
+                    append(Delivered(channel, Delivery.UNRELIABLE_SEQUENCED, None, value))
+                continue
+            receiver = receivers.get(key)
+            if receiver is None:
+                receiver = receivers[key] = ReliableReceiver(mode == _ORDERED)
+            dmode = _MODES[mode]
+            if piece is None and seq == receiver.base and not receiver.buf:
+                # The common case: the next message of its stream, nothing waiting.
+                receiver.base = (seq + 1) & SEQ_MASK
+                append(Delivered(channel, dmode, mid, value))
+                continue
+            entry = Entry(WHOLE, mid, value) if piece is None else \
+                Entry(piece[0], mid, value, piece[1], piece[2])
+            ready: list[tuple[int, Any]] = []
+            self._budget.used += receiver.receive(seq, entry, ready)
+            for rid, rvalue in ready:
+                append(Delivered(channel, dmode, rid, rvalue))
+        return delivered
+
+    def release(self) -> None:
+        """Free reassembly memory held against the shared budget."""
+        for r in self._reliable.values():
+            self._budget.used -= r.release()

@@ -1,4 +1,5 @@
-"""The engine's settings: the seed's constants plus the simulator and the limits."""
+"""The engine's settings: the Godot Holepunch API's constants plus the simulator and the
+limits. (The Godot Holepunch API is the original this engine is a Python form of.)"""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from .simulator import SimSettings
 
 @dataclass
 class Config:
-    """Engine settings. The first five are the seed's constants, with the same meaning."""
+    """Engine settings. The first five are the Godot Holepunch API's constants, with the
+    same meaning."""
 
     #: Seconds between peer checks (heartbeats) to a quiet peer.
     secs_between_peer_checks: float = 15.0
@@ -78,6 +80,12 @@ class Config:
         return SimSettings(loss=self.sim_loss, latency=self.sim_latency, jitter=self.sim_jitter,
                            duplicate=self.sim_duplicate, reorder=self.sim_reorder,
                            seed=self.sim_seed)
+
+    @property
+    def peer_timeout(self) -> float:
+        """Silence after which a peer is given up: a peer check, then every attempt."""
+        checks = self.attempts_before_expiration * self.secs_to_await_reply
+        return self.secs_between_peer_checks + checks
 
     @property
     def relay_delay(self) -> float:

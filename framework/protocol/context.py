@@ -10,16 +10,15 @@ from . import events as ev
 from .addresses import Address
 from .channels import ReassemblyBudget
 from .config import Config
-from .connection import ConnectionConfig
+from .constants import INTERNAL_ERROR_LOG_INTERVAL
 from .crypto import RandomBytes
+from .limits import TokenBucket
 from .peers import Route
 from .values import Encoder
 from .wire import encode_relay
 
 log = logging.getLogger(__name__)
 
-#: Unexpected errors (bugs) logged at most this often; every one is counted.
-_LOG_INTERVAL = 1.0
 
 
 class Context:
@@ -28,7 +27,6 @@ class Context:
     def __init__(self, config: Config, random_bytes: RandomBytes) -> None:
         self.config = config
         self.random = random_bytes
-        self.conn_config = ConnectionConfig.from_config(config)
         self.budget = ReassemblyBudget(config.reassembly_limit_total)
         self.encoder = Encoder()
         self.now = 0.0
@@ -36,9 +34,9 @@ class Context:
         self._events: list[ev.EngineEvent] = []
         self.blocked = 0
         self.internal_errors = 0
-        self._blocked_window = 0.0
-        self._blocked_in_window = 0
-        self._last_error_log = -_LOG_INTERVAL
+        rate = config.max_blocked_events_per_sec
+        self._blocked_events = TokenBucket(rate, rate, 0.0)
+        self._last_error_log = -INTERNAL_ERROR_LOG_INTERVAL
 
     # --- outputs -------------------------------------------------------------------
 
@@ -77,18 +75,14 @@ class Context:
     def block(self, address: Address, now: float) -> None:
         """A datagram was dropped: count it; tell the game, at a bounded rate."""
         self.blocked += 1
-        if now - self._blocked_window >= 1.0:
-            self._blocked_window = now
-            self._blocked_in_window = 0
-        if self._blocked_in_window < self.config.max_blocked_events_per_sec:
-            self._blocked_in_window += 1
+        if self._blocked_events.take(now):
             self._events.append(ev.PacketBlocked(address))
 
     def internal_error(self, address: Address, now: float) -> None:
         """Handling a datagram raised something unexpected: count it, log it (not too
         often), drop the datagram and go on; a healthy session is never ended by one."""
         self.internal_errors += 1
-        if now - self._last_error_log >= _LOG_INTERVAL:
+        if now - self._last_error_log >= INTERNAL_ERROR_LOG_INTERVAL:
             self._last_error_log = now
             log.exception("unexpected error on a datagram from %s (%d so far)", address,
                           self.internal_errors)

@@ -204,7 +204,7 @@ class Pake:
 
 def channel_keys(shared: bytes, peer_share: bytes, server_public: bytes) -> tuple[bytes, bytes]:
     """Keys of one peer's channel to the handshake server (Noise NK's first message:
-    the peer's ephemeral share against the server's static key): requests, replies."""
+    the peer's ephemeral share against the handshake server's static key): requests, replies."""
     okm = hkdf(shared, salt=hash_parts(b"pygame-p2p v2 channel", peer_share, server_public),
                info=b"p2p channel keys", length=64)
     return okm[:32], okm[32:]

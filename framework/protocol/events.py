@@ -1,4 +1,5 @@
-"""What the engine tells the game: one small frozen dataclass per signal of the seed.
+"""What the engine tells the game: one small frozen dataclass per signal of the Godot
+Holepunch API (the original this engine is a Python form of).
 
 The ``Peer`` shell turns each into a pygame event of the matching type
 (``framework.events``); the dataclass fields become the event's attributes.

@@ -1,11 +1,8 @@
-"""From an introduction to a connection: punching, the relay, and the key exchange.
+"""From a path to a connection: the key exchange, and the password's proof.
 
-The handshake server introduces two players with a *join token* (32 bytes, bound by the
-server to the game, the joining player's name and address, and an expiry), sealed to
-each of them. From it both derive an introduction key that authenticates punching and
-the handshake's clear packets, so a stranger can neither punch nor answer for a player.
-
-The handshake (client C, server player S), after C found a path:
+The clear packets are authenticated with the introduction key both players derived from
+the handshake server's join token (punching.py). The handshake (client C, server
+player S), after C found a path:
 
     C -> S  HELLO      C's ephemeral X25519 share, C's SPAKE2 message (with a password)
     S -> C  CHALLENGE  S's share and SPAKE2 message, S's key confirmation
@@ -25,25 +22,19 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from . import events as ev
-from .addresses import is_local_address
 from .connection import Connection
 from .constants import (
     GUESS_BURST,
     GUESS_INTERVAL,
-    MAX_PENDING_JOINS,
-    MAX_PENDING_PER_PREFIX,
-    PUNCH_BURST,
-    PUNCH_INTERVAL,
+    GUESS_NETWORKS,
 )
 from .context import Context
-from .crypto import CryptoError, KeyPair, Pake, handshake_transcript, hkdf, mac, session_keys
+from .crypto import CryptoError, KeyPair, Pake, handshake_transcript, mac, session_keys
 from .crypto import verify as verify_mac
 from .errors import ProtocolError
-from .limits import Buckets, prefix_of
+from .limits import Buckets
 from .peers import (
-    Candidate,
     Handshake,
-    PathKind,
     Remote,
     RemoteState,
     Role,
@@ -53,7 +44,6 @@ from .protection import PacketProtection
 from .wire import (
     AUTH_SIZE,
     HELLO_SIZE,
-    CandidateKind,
     ErrorCode,
     Kind,
     decode_control,
@@ -66,176 +56,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Punch nonces remembered per remote (to recognise the answers to our own punches).
-_MAX_PUNCHES = 64
-
-
-def intro_key(token: bytes) -> bytes:
-    return hkdf(token, salt=b"", info=b"p2p introduction key")
-
-
 class Handshakes:
-    """Every remote between introduction and connection, for both roles."""
+    """Every remote between its path and its connection, for both roles."""
 
     def __init__(self, ctx: Context, session: Session) -> None:
         self._ctx = ctx
         self._session = session
         # Password guesses per network, for the game this session hosts.
-        self._guesses = Buckets(1.0 / GUESS_INTERVAL, GUESS_BURST, capacity=4096)
-
-    # --- introductions ---------------------------------------------------------------
-
-    def introduce(self, fields: list[Any], now: float) -> None:
-        """The handshake server introduced a player: admit it, and start punching."""
-        name, raw_candidates, password_required, token, valid_for = fields
-        session = self._session
-        if name == session.name:
-            raise ProtocolError("introduced to ourselves")
-        existing = session.remotes.get(name)
-        if existing is not None:
-            # A repeat (the client asks again while it punches), or someone else under
-            # that name: a second introduction never replaces a player already joining.
-            return
-        candidates = self._candidates(raw_candidates)
-        if not candidates:
-            raise ProtocolError("introduction without a usable address")
-        public = next(c.route.address for c in candidates if c.kind is PathKind.DIRECT)
-        prefix = prefix_of(public[0])
-        if session.role is Role.CLIENT:
-            if name != session.server_name or session.remotes:
-                raise ProtocolError("introduced to a peer we did not ask for")
-            if password_required and session.password is None:
-                session.fail(f"{name!r} needs a password", reason="wrong password")
-                return
-        elif not self._admit(prefix, now):
-            return
-        deadline = now + min(float(valid_for), self._ctx.config.handshake_timeout)
-        remote = Remote(name, token, intro_key(token), candidates, deadline,
-                        password_required=password_required, prefix=prefix, joined_at=now,
-                        punch_started=now)
-        session.remotes[name] = remote
-        log.info("introduced to %s at %s", name, [c.route.address for c in candidates])
-        self.punch(remote, now, burst=PUNCH_BURST)
-
-    def _candidates(self, raw: list[list[Any]]) -> list[Candidate]:
-        public = next((e for e in raw if e[2] == CandidateKind.PUBLIC), None)
-        if public is None:
-            return []
-        out: list[Candidate] = []
-        for host, port, kind in raw:
-            route = Route((host, port))
-            if any(c.route == route for c in out):
-                continue
-            if kind == CandidateKind.PUBLIC:
-                out.append(Candidate(route, PathKind.DIRECT))
-            elif kind == CandidateKind.LAN and is_local_address(host):
-                # Only a local network: nobody can aim us at a public address it names.
-                out.insert(0, Candidate(route, PathKind.LAN))
-            elif kind == CandidateKind.MAPPED and host == public[0]:
-                out.append(Candidate(route, PathKind.MAPPED))
-        return out
-
-    def _admit(self, prefix: str, now: float) -> bool:
-        """Room for one more joining client from ``prefix``? Evicts fairly when full."""
-        session = self._session
-        connected = sum(1 for r in session.remotes.values()
-                        if r.state is RemoteState.CONNECTED)
-        if connected >= self._ctx.config.max_clients:
-            log.info("ignoring an introduction: %d clients already", connected)
-            return False
-        joining = [r for r in session.remotes.values() if r.state is not RemoteState.CONNECTED]
-        mine = sum(1 for r in joining if r.prefix == prefix)
-        if mine >= MAX_PENDING_PER_PREFIX:
-            log.info("ignoring an introduction: %s has %d joins under way", prefix, mine)
-            return False
-        if len(joining) >= MAX_PENDING_JOINS:
-            # Full: the network holding most half-open joins loses its oldest one, so one
-            # address cannot keep everyone else out.
-            counts: dict[str, int] = {}
-            for r in joining:
-                counts[r.prefix] = counts.get(r.prefix, 0) + 1
-            worst = max(counts, key=lambda p: counts[p])
-            if counts[worst] <= mine + 1:
-                return False
-            victim = min((r for r in joining if r.prefix == worst), key=lambda r: r.joined_at)
-            log.info("evicting %s's half-open join to make room", victim.name)
-            session.remove(victim, quiet=True)
-        return True
-
-    # --- punching --------------------------------------------------------------------
-
-    def punch(self, remote: Remote, now: float, burst: int = 1) -> None:
-        me = self._session.name or ""
-        for cand in remote.candidates:
-            if cand.route.relayed:
-                continue
-            for _ in range(burst):
-                nonce = self._ctx.random(8)
-                remote.punches[nonce] = cand.route
-                tag = mac(remote.intro_key, b"punch", me.encode(), remote.name.encode(), nonce)
-                self._ctx.send_on(encode_control(Kind.PUNCH, [me, remote.name, nonce, tag]),
-                                  cand.route)
-        while len(remote.punches) > _MAX_PUNCHES:
-            del remote.punches[next(iter(remote.punches))]
-        remote.next_punch = now + PUNCH_INTERVAL
-
-    def service(self, remote: Remote, now: float) -> None:
-        """Timers of a remote not yet connected."""
-        session = self._session
-        if now >= remote.deadline:
-            self.failed(remote)
-            return
-        if remote.state is RemoteState.PUNCHING:
-            if now >= remote.next_punch:
-                self.punch(remote, now)
-            cfg = self._ctx.config
-            if (not remote.relay_requested and cfg.use_relay and session.rendezvous.usable
-                    and now >= remote.punch_started + cfg.relay_delay):
-                self._request_relay(remote, now)
-        elif session.role is Role.CLIENT and now >= remote.next_resend:
-            self._send_client(remote, now)
-
-    def next_timer(self, remote: Remote) -> float:
-        if remote.state is RemoteState.PUNCHING:
-            return min(remote.next_punch, remote.deadline)
-        return min(remote.next_resend, remote.deadline)
-
-    def _request_relay(self, remote: Remote, now: float) -> None:
-        session = self._session
-        remote.relay_requested = True
-        remote.deadline = max(remote.deadline, now + self._ctx.config.handshake_timeout)
-        me = session.name or ""
-        server, client = (me, remote.name) if session.role is Role.SERVER else (remote.name, me)
-        log.info("no direct path to %s yet: asking for a relay", remote.name)
-        session.rendezvous.request_relay(server, client, now)
-
-    def relay_ready(self, remote: Remote, relay_route: Route, now: float) -> None:
-        remote.relay_id = relay_route.relay_id
-        remote.candidates.append(Candidate(relay_route, PathKind.RELAY))
-        if remote.state is RemoteState.CONNECTED:
-            self._session.by_route[relay_route] = remote
-        if remote.state is not RemoteState.PUNCHING:
-            return  # a direct path won meanwhile; the relay stays as a spare
-        log.info("reaching %s through the relay", remote.name)
-        remote.deadline = max(remote.deadline, now + self._ctx.config.handshake_timeout)
-        if self._session.role is Role.CLIENT:
-            self._choose(remote, relay_route, now)
-
-    def failed(self, remote: Remote) -> None:
-        session = self._session
-        log.info("no connection to %s (%s)", remote.name, remote.state.value)
-        session.remove(remote, quiet=True)
-        self._ctx.emit(ev.PeerConnectionFailed(remote.name))
-        if session.role is Role.CLIENT:
-            session.fail(f"could not connect to {remote.name!r}", report=False)
+        self._guesses = Buckets(1.0 / GUESS_INTERVAL, GUESS_BURST, GUESS_NETWORKS)
 
     # --- packets ---------------------------------------------------------------------
 
     def on_packet(self, kind: Kind, data: bytes, route: Route, now: float) -> None:
         fields = decode_control(kind, data)
-        if kind is Kind.PUNCH or kind is Kind.PUNCH_ACK:
-            self._on_punch(kind, fields, route, len(data), now)
-        elif kind is Kind.HELLO:
+        if kind is Kind.HELLO:
             self._on_hello(fields, route, now)
         elif kind is Kind.CHALLENGE:
             self._on_challenge(fields, route, now)
@@ -248,49 +82,18 @@ class Handshakes:
         else:  # pragma: no cover - every peer kind is handled above
             raise ProtocolError(f"unexpected {kind.name}")
 
-    def _on_punch(self, kind: Kind, fields: list[Any], route: Route, size: int,
-                  now: float) -> None:
-        sender, target, nonce, tag = fields
+    def start(self, remote: Remote, now: float) -> None:
+        """Client: a path was chosen; begin the key exchange on it."""
         session = self._session
-        remote = session.remotes.get(sender)
-        label = b"punch" if kind is Kind.PUNCH else b"punch-ack"
-        if (remote is None or target != session.name or not verify_mac(
-                mac(remote.intro_key, label, sender.encode(), target.encode(), nonce), tag)):
-            raise ProtocolError("punch from a peer we were not introduced to")
-        if kind is Kind.PUNCH:
-            # One answer of the same size to where it came from: it opens our NAT toward
-            # that address and proves the path to the other side; it amplifies nothing.
-            me = session.name or ""
-            ack = mac(remote.intro_key, b"punch-ack", me.encode(), sender.encode(), nonce)
-            self._ctx.send_on(encode_control(Kind.PUNCH_ACK, [me, sender, nonce, ack]), route)
-            return
-        if remote.punches.pop(nonce, None) is None:
-            return  # not an answer to a punch of ours (or a copy of one already used)
-        if remote.state is RemoteState.CONNECTED:
-            if remote.path is PathKind.RELAY and not route.relayed:
-                session.paths.consider(remote, route, size, now)
-            return
-        if session.role is Role.CLIENT and remote.state is RemoteState.PUNCHING:
-            self._choose(remote, route, now)
-        # The server player follows the path the client's HELLO comes from.
-
-    def _choose(self, remote: Remote, route: Route, now: float) -> None:
-        """Client: the first path that answered; start the key exchange on it."""
-        session = self._session
-        remote.route = route
-        remote.path = remote.kind_of(route)
-        remote.set_state(RemoteState.HANDSHAKE)
-        remote.deadline = max(remote.deadline, now + self._ctx.config.handshake_timeout)
-        log.info("path to %s: %s (%s)", remote.name, route.address, remote.path.value)
         pake = None
         if remote.password_required:
             assert session.password is not None
             pake = Pake(session.password, session.name or "", remote.name, True,
                         self._ctx.random)
         remote.handshake = Handshake(KeyPair.generate(self._ctx.random), pake)
-        self._send_client(remote, now)
+        self.send_client(remote, now)
 
-    def _send_client(self, remote: Remote, now: float) -> None:
+    def send_client(self, remote: Remote, now: float) -> None:
         """Client: (re)send HELLO, or AUTH once the server player proved its keys."""
         hs = remote.handshake
         assert hs is not None and remote.route is not None
@@ -405,7 +208,7 @@ class Handshakes:
         hs.keys = keys
         hs.confirmed = True
         remote.sent_at = 0.0  # the AUTH is a new exchange, not a resend (Karn)
-        self._send_client(remote, now)
+        self.send_client(remote, now)
 
     def _on_auth(self, fields: list[Any], route: Route, now: float) -> None:
         session = self._session
@@ -489,8 +292,8 @@ class Handshakes:
             protection = PacketProtection(keys.server_to_client, keys.client_to_server)
         rtt = None if remote.resent or remote.sent_at <= 0 else now - remote.sent_at
         remote.set_state(RemoteState.CONNECTED)
-        remote.connection = Connection(self._ctx.conn_config, now, protection,
-                                       self._ctx.budget, remote.path.value, initial_rtt=rtt)
+        remote.connection = Connection(self._ctx.config, now, protection,
+                                       self._ctx.budget, remote.path, initial_rtt=rtt)
         remote.handshake = Handshake(hs.key, None, keys=keys)  # the PAKE is done with
         session.by_route[remote.route] = remote
         for cand in remote.candidates:

@@ -1,11 +1,11 @@
 """The sealed channel between a peer and a handshake server, both ends.
 
-The server has a long-term X25519 key; its fingerprint is what players may pin. A peer
+The handshake server has a long-term X25519 key; its fingerprint is what players may pin. A peer
 makes one ephemeral key per handshake server and seals every request to the server's
-key (Noise NK's first message, ``e, es``): only that server can read it, and only that
-server can seal the replies, so a spoofed introduction or relay offer is dropped. Before
+key (Noise NK's first message, ``e, es``): only that handshake server can read it, and
+only it can seal the replies, so a spoofed introduction or relay offer is dropped. Before
 any of that, a COOKIE round trip proves the peer receives at its address (return
-routability) and tells it the server's key; a pinned fingerprint makes the first
+routability) and tells it the handshake server's key; a pinned fingerprint makes the first
 answer trustworthy, without one the first key seen is kept (trust on first use).
 
 AEAD nonces: requests carry 12 random bytes; every reply gets 12 fresh random bytes, so
@@ -36,7 +36,7 @@ class KeyMismatch(Exception):
 
 
 class ServerChannel:
-    """A peer's end: one ephemeral key, the server's key once known, its cookie."""
+    """A peer's end: one ephemeral key, the handshake server's key once known, its cookie."""
 
     def __init__(self, random_bytes: RandomBytes, pinned: str | None = None) -> None:
         self._random = random_bytes
@@ -80,19 +80,19 @@ class ServerChannel:
         return head + self._request.seal(nonce, body, head)
 
     def open(self, data: bytes) -> tuple[HsKind, int, list[Any]]:
-        """Open a sealed reply; ProtocolError if it is not from this server."""
+        """Open a sealed reply; ProtocolError if it is not from this handshake server."""
         if self._reply is None:
-            raise ProtocolError("sealed reply before we know the server's key")
+            raise ProtocolError("sealed reply before we know the handshake server's key")
         nonce, head, ciphertext = split_sealed_reply(data)
         try:
             plaintext = self._reply.open(nonce, ciphertext, head)
         except CryptoError as exc:
-            raise ProtocolError("sealed reply that this server did not seal") from exc
+            raise ProtocolError("sealed reply that this handshake server did not seal") from exc
         return decode_hs_body(plaintext)
 
 
 class ServerKeys:
-    """The server's end: its static key, and the channel keys of peers it has heard from
+    """The handshake server's end: its static key, and the channel keys of peers it has heard from
     (an X25519 exchange costs ~40 µs; the least recently used are forgotten)."""
 
     def __init__(self, static: KeyPair, random_bytes: RandomBytes,

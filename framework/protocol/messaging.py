@@ -12,12 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 from . import events as ev
 from .connection import Connection
-from .constants import DISCONNECT_COPIES, SYSTEM_CHANNEL, USER_CHANNELS
+from .constants import DISCONNECT_COPIES, FORWARD_MEMORY, MAX_REASON, SYSTEM_CHANNEL, USER_CHANNELS
 from .context import Context
 from .delivery import Delivery
 from .errors import MessageTooLarge, NotConnected, ProtocolError
 from .names import is_valid_name
-from .peers import (
+from .peers import Known, Remote, RemoteState, Role, Route
+from .records import Delivered, Group
+from .values import decode_value, encode_value
+from .wire import (
     SYS_BYE,
     SYS_FORWARD,
     SYS_FORWARD_FAILED,
@@ -26,25 +29,14 @@ from .peers import (
     SYS_PATH_RESPONSE,
     SYS_PEERS,
     SYS_PING,
-    Known,
-    Remote,
-    RemoteState,
-    Role,
-    Route,
+    is_literal_ip,
 )
-from .records import Delivered, Group
-from .values import decode_value, encode_value
-from .wire import is_literal_ip
 
 if TYPE_CHECKING:
     from .session import Session
 
 log = logging.getLogger(__name__)
 
-#: Messages sent to other clients remembered for a failure notice (the newest ones).
-FORWARD_MEMORY = 1024
-#: Longest leaving reason passed on to the game.
-MAX_REASON = 200
 _MODES = Delivery._value2member_map_
 
 
@@ -338,8 +330,7 @@ class Messaging:
         for data in conn.poll(now):
             self._ctx.send_on(data, remote.route)
         if conn.expired:
-            groups, conn.expired = conn.expired, []
-            for group in groups:
+            for group in conn.take_expired():
                 self._on_expired(remote, group)
 
     def _on_expired(self, remote: Remote, group: Group) -> None:

@@ -14,19 +14,17 @@ import logging
 from typing import TYPE_CHECKING
 
 from . import events as ev
-from .constants import DIRECT_RETRY_INTERVAL
+from .constants import DIRECT_RETRY_INTERVAL, MAX_PROBED, PATH_TOKEN_SIZE
 from .context import Context
-from .peers import SYS_PATH_CHALLENGE, SYS_PATH_RESPONSE, PathKind, Remote, Route
+from .peers import PathKind, Remote, Route
 from .values import encode_value
+from .wire import SYS_PATH_CHALLENGE, SYS_PATH_RESPONSE
 
 if TYPE_CHECKING:
     from .session import Session
 
 log = logging.getLogger(__name__)
 
-#: Unvalidated addresses tracked per peer at once.
-MAX_PROBED = 4
-PATH_TOKEN_SIZE = 8
 
 
 class Paths:
@@ -69,7 +67,7 @@ class Paths:
         old = remote.path
         remote.route = route
         remote.path = remote.kind_of(route)
-        remote.connection.path = remote.path.value
+        remote.connection.path = remote.path
         remote.challenges.clear()
         remote.credit.clear()
         self._session.by_route[route] = remote
@@ -81,4 +79,4 @@ class Paths:
         """A relayed session keeps looking for a direct path."""
         if remote.path is PathKind.RELAY and now >= remote.next_direct_try:
             remote.next_direct_try = now + DIRECT_RETRY_INTERVAL
-            self._session.handshakes.punch(remote, now)
+            self._session.punching.punch(remote, now)

@@ -5,24 +5,16 @@ from __future__ import annotations
 import enum
 import logging
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .addresses import Address
-from .connection import Connection
+from .constants import DEPARTED_GRACE, MAX_DEPARTED
 from .crypto import KeyPair, Pake, SessionKeys
 
+if TYPE_CHECKING:
+    from .connection import Connection
+
 log = logging.getLogger(__name__)
-
-
-# System messages on SYSTEM_CHANNEL: msgpack arrays whose first element is one of these.
-SYS_PING = 0
-SYS_PEERS = 1
-SYS_FORWARD = 2
-SYS_FORWARDED = 3
-SYS_FORWARD_FAILED = 4
-SYS_BYE = 5
-SYS_PATH_CHALLENGE = 6
-SYS_PATH_RESPONSE = 7
 
 
 class PathKind(enum.Enum):
@@ -137,6 +129,38 @@ class Remote:
     def public_address(self) -> Address | None:
         return next((c.route.address for c in self.candidates if c.kind is PathKind.DIRECT),
                     None)
+
+    @property
+    def shown_address(self) -> Address:
+        """The address to show for this peer: its own, even while relayed."""
+        if self.route is not None and not self.route.relayed:
+            return self.route.address
+        public = self.public_address
+        assert public is not None
+        return public
+
+
+class Departures:
+    """Paths of peers that just left: their last datagrams (the extra copies of a
+    disconnect, data in flight) are ignored quietly for a moment, not reported."""
+
+    def __init__(self) -> None:
+        self._until: dict[Route, float] = {}
+
+    def remember(self, routes: list[Route], now: float) -> None:
+        if len(self._until) > MAX_DEPARTED:
+            self._until.clear()
+        for r in routes:
+            self._until[r] = now + DEPARTED_GRACE
+
+    def recent(self, route: Route, now: float) -> bool:
+        until = self._until.get(route)
+        if until is None:
+            return False
+        if until < now:
+            del self._until[route]
+            return False
+        return True
 
 
 @dataclass

@@ -11,12 +11,11 @@ replayed or duplicated datagram changes nothing, not even a timer.
 
 from __future__ import annotations
 
+from .constants import REPLAY_WINDOW
 from .crypto import AEAD_TAG_SIZE, KEY_SIZE, Aead, CryptoError, RandomBytes
 from .errors import ProtocolError
+from .sequence import HALF, SEQ_MASK
 from .wire import DATA_PREFIX_SIZE, data_prefix
-
-#: Packet numbers remembered behind the highest one received.
-REPLAY_WINDOW = 1024
 
 
 class Duplicate(Exception):
@@ -89,11 +88,11 @@ class PacketProtection:
         head = data[:DATA_PREFIX_SIZE]
         low = int.from_bytes(head[-2:], "big")
         expected = self.window.highest + 1
-        number = (expected & ~0xFFFF) | low
-        if number < expected - 0x8000:
-            number += 0x10000
-        elif number > expected + 0x8000 and number >= 0x10000:
-            number -= 0x10000
+        number = (expected & ~SEQ_MASK) | low
+        if number < expected - HALF:
+            number += SEQ_MASK + 1
+        elif number > expected + HALF and number > SEQ_MASK:
+            number -= SEQ_MASK + 1
         self.window.check(number)
         try:
             plaintext = self._open.open_counter(number, data[DATA_PREFIX_SIZE:], head)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .delivery import Delivery
+
+if TYPE_CHECKING:
+    from .reliable import ReliableSender
 
 
 class Group:
@@ -30,11 +32,12 @@ class Outgoing:
     """One reliable item on the wire (a whole message or one fragment)."""
 
     __slots__ = ("acked", "count", "due", "failed", "first_sent", "flags", "group", "index",
-                 "item", "key", "last_sent", "seq")
+                 "item", "key", "last_sent", "sender", "seq")
 
     def __init__(self, key: int, seq: int, flags: int, item: bytes, group: Group,
-                 index: int, count: int) -> None:
+                 index: int, count: int, sender: ReliableSender) -> None:
         self.key = key
+        self.sender = sender  # the stream it belongs to, which is told of its ack
         self.seq = seq
         self.flags = flags
         self.item = item
@@ -46,17 +49,6 @@ class Outgoing:
         self.first_sent = math.inf
         self.last_sent = math.inf
         self.acked = False
-
-
-class SendStream:
-    """Send side of one reliable stream: sequence numbers and the window."""
-
-    __slots__ = ("in_flight", "next_seq", "waiting")
-
-    def __init__(self) -> None:
-        self.next_seq = 0
-        self.waiting: deque[Outgoing] = deque()
-        self.in_flight: dict[int, Outgoing] = {}
 
 
 @dataclass(slots=True)

@@ -1,6 +1,6 @@
 """Talking to the handshake server: registration, refresh, join, server list, relays.
 
-Everything after the cookie exchange travels sealed to the server's key (hschannel.py),
+Everything after the cookie exchange travels sealed to the handshake server's key (hschannel.py),
 so an introduction or relay offer that opens under our channel's key came from that
 server: a spoofed one is dropped like any other forged datagram.
 """
@@ -11,19 +11,36 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from . import events as ev
-from .addresses import Address
+from .addresses import Address, is_local_address
 from .constants import MAX_LIST_PAGES
 from .context import Context
+from .crypto import fingerprint
 from .errors import ProtocolError
 from .hschannel import KeyMismatch
-from .peers import ListQuery, Role
+from .peers import ListQuery, RemoteState, Role, Route
 from .requests import Request, RequestTracker
-from .wire import REQUEST_SIZE, ErrorCode, HsKind, Kind, error_text
+from .wire import (
+    REQUEST_SIZE,
+    CandidateKind,
+    ErrorCode,
+    HsKind,
+    Kind,
+    decode_relay,
+    error_text,
+    peek_kind,
+)
 
 if TYPE_CHECKING:
     from .session import Session
 
 log = logging.getLogger(__name__)
+
+
+def own_candidates(lan: Address) -> list[list[Any]]:
+    """Our addresses besides the public one the handshake server sees."""
+    if lan[1] and is_local_address(lan[0]):
+        return [[lan[0], lan[1], int(CandidateKind.LAN)]]
+    return []
 
 
 class Rendezvous:
@@ -37,7 +54,7 @@ class Rendezvous:
         self.reset()
 
     def reset(self) -> None:
-        """Forget the session's server (pending server lists go on)."""
+        """Forget the session's handshake server (pending list requests go on)."""
         self.address: Address | None = None
         self.dropped = False
         self.registered = False
@@ -72,7 +89,7 @@ class Rendezvous:
             self.tracker.start(HsKind.REFRESH, [name, self.token], self.address, now)
 
     def unregister(self, name: str, now: float) -> None:
-        """Tell the server we are gone (twice, unanswered: no one waits for it)."""
+        """Tell the handshake server we are gone (twice, unanswered: no one waits for it)."""
         if self.token is None or not self.usable:
             return
         assert self.address is not None
@@ -105,7 +122,7 @@ class Rendezvous:
         self._lists[req.req_id] = ListQuery(address)
 
     def drop(self) -> None:
-        """Stop talking to the server (the game goes on peer to peer)."""
+        """Stop talking to the handshake server (the game goes on peer to peer)."""
         self.dropped = True
         hs = self.address
         self.tracker.drop(lambda q: q.address == hs)
@@ -145,18 +162,47 @@ class Rendezvous:
                 session.fail(f"registration refresh failed: {where}")
         elif req.kind is HsKind.JOIN and req is self._join:
             self._join = None
-            if session.still_punching(now):
+            player = session.remotes.get(session.server_name or "")
+            if (player is not None and player.state is RemoteState.PUNCHING
+                    and now < player.deadline):
                 # Introduced, but no path yet: the server player may not have heard of
                 # us (its introduction lost). Keep asking while we punch.
                 self._join = self.tracker.start(HsKind.JOIN, req.fields, req.address, now)
-            elif not session.has_remotes():
+            elif not session.remotes:
                 session.fail(f"could not join: {where}")
 
     # --- answers ---------------------------------------------------------------------
 
+    @property
+    def fingerprint(self) -> str | None:
+        """The fingerprint of the key of the handshake server this session trusts."""
+        address = self.address
+        channel = self.tracker.channels.get(address) if address else None
+        if channel is None or channel.server_public is None:
+            return None
+        return fingerprint(channel.server_public)
+
+    def unwrap(self, data: bytes, address: Address, now: float
+               ) -> tuple[Kind, bytes, Route] | None:
+        """The peer datagram inside a RELAY of one of our relays: (kind, datagram, route);
+        None for the last datagrams of a peer that just left."""
+        if address != self.address:
+            raise ProtocolError("RELAY not from our handshake server")
+        relay_id, data = decode_relay(data)
+        route = Route(address, relay_id)
+        kind = peek_kind(data)
+        if kind < Kind.PUNCH:
+            raise ProtocolError(f"{kind.name} cannot travel through a relay")
+        session = self._session
+        if not any(r.relay_id == relay_id for r in session.remotes.values()):
+            if session.recently_departed(route, now):
+                return None
+            raise ProtocolError("RELAY of no relay of ours")
+        return kind, data, route
+
     def receive(self, kind: Kind, data: bytes, address: Address, now: float) -> None:
         """A COOKIE or SEALED_REPLY from ``address``. Raises ProtocolError when it is not
-        for us (unknown id, not sealed by that server)."""
+        for us (unknown id, not sealed by that handshake server)."""
         if kind is Kind.COOKIE:
             try:
                 self.tracker.on_cookie(data, address, now)
@@ -167,7 +213,7 @@ class Rendezvous:
             raise ProtocolError(f"{kind.name} does not come from a handshake server")
         channel = self.tracker.channels.get(address)
         if channel is None:
-            raise ProtocolError("sealed reply from a server we never asked")
+            raise ProtocolError("sealed reply from a handshake server we never asked")
         hs_kind, rid, fields = channel.open(data)
         if rid == 0:
             self._unsolicited(hs_kind, fields, address, now)
@@ -190,11 +236,11 @@ class Rendezvous:
     def _unsolicited(self, kind: HsKind, fields: list[Any], address: Address,
                      now: float) -> None:
         if address != self.address or self.dropped:
-            raise ProtocolError("unsolicited message from another server")
+            raise ProtocolError("unsolicited message from another handshake server")
         if kind is HsKind.INTRODUCE and self._session.role is Role.SERVER and self.registered:
-            self._session.on_introduce(fields, now)
+            self._session.punching.introduce(fields, now)
         elif kind is HsKind.RELAY_READY:
-            self._session.on_relay_ready(fields[0], fields[1], now)
+            self._session.punching.relay_offered(fields[0], fields[1], now)
         else:
             raise ProtocolError(f"unexpected unsolicited {kind.name}")
 
@@ -218,10 +264,10 @@ class Rendezvous:
         elif kind is HsKind.UNREGISTERED:
             pass
         elif kind is HsKind.INTRODUCE and req.kind is HsKind.JOIN:
-            session.on_introduce(fields, now)
+            session.punching.introduce(fields, now)
             req.next_send = now + self._ctx.config.secs_to_await_reply
         elif kind is HsKind.RELAY_READY and req.kind is HsKind.RELAY_REQUEST:
-            session.on_relay_ready(fields[0], fields[1], now)
+            session.punching.relay_offered(fields[0], fields[1], now)
         elif kind is HsKind.LIST_REPLY and req.kind is HsKind.LIST:
             self._list_page(req, fields, now)
         else:

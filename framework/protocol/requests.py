@@ -1,7 +1,7 @@
 """Requests to handshake servers: ids, retries, cookies, sealing and padding.
 
 A request is resent every ``secs_to_await_reply`` until answered and expires after
-``attempts_before_expiration`` sends. A server's channel needs its key and a cookie
+``attempts_before_expiration`` sends. A handshake server's channel needs its key and a cookie
 for our address first: until it has them a request goes out as a COOKIE_REQUEST, the
 COOKIE answer carries both, and the request is sealed and sent again at once. A COOKIE
 for a request already sealed means the cookie went stale: it is renewed the same way.
@@ -15,14 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from .addresses import Address
+from .constants import MAX_COOKIE_TRIES
 from .context import Context
 from .crypto import RandomBytes
 from .errors import ProtocolError
 from .hschannel import ServerChannel
 from .wire import HsKind, decode_cookie, encode_cookie_request, request_size
-
-#: A request whose server keeps answering with a new cookie gives up asking after this.
-MAX_COOKIE_TRIES = 3
 
 
 @dataclass
@@ -50,7 +48,7 @@ class RequestTracker:
         self.channels: dict[Address, ServerChannel] = {}
 
     def open_channel(self, address: Address, pinned: str | None) -> ServerChannel:
-        """A fresh channel (a new ephemeral key) to the server at ``address``."""
+        """A fresh channel (a new ephemeral key) to the handshake server at ``address``."""
         channel = ServerChannel(self._random, pinned)
         self.channels[address] = channel
         return channel
@@ -81,7 +79,7 @@ class RequestTracker:
         self._ctx.send(data, req.address)
 
     def on_cookie(self, data: bytes, address: Address, now: float) -> Request:
-        """A COOKIE: learn the server's key and cookie, resend at once. Raises
+        """A COOKIE: learn the handshake server's key and cookie, resend at once. Raises
         ProtocolError when it answers nothing of ours, KeyMismatch for a wrong key."""
         rid, cookie, public = decode_cookie(data)
         req = self.pending.get(rid)

@@ -2,16 +2,18 @@
 
 Pure and sans-I/O (in the manner of h11 and aioquic): no socket, no clock, no pygame.
 The shell feeds it ``receive_datagram(data, address, now)`` and ``handle_timer(now)``,
-sends what ``datagrams_to_send()`` returns and hands ``events()`` to the game.
+sends what ``take_datagrams()`` returns and hands ``events()`` to the game. Datagrams are
+built by the calls that cause them (``handle_timer`` builds everything that is due).
 
-Roles: a *server player* registers its name with the handshake server and accepts
-clients; a *client* asks the handshake server for a server player by name. The session
+Roles: a *server player* (the host) registers its game's name with the handshake server
+and accepts clients; a *client* asks the handshake server for a host by name. The session
 moves through the phases below, and only along the arrows of ``TRANSITIONS`` (every
 move is logged "from X to Y"); each remote player has its own smaller machine
 (``peers.RemoteState``). The work is done by parts that share only a ``Context``:
 
 - ``Rendezvous`` (rendezvous.py): the handshake server: registration, join, lists, relays;
-- ``Handshakes`` (handshake.py): introductions, punching, the key exchange;
+- ``Punching`` (punching.py): introductions, admission, hole punching, the relay;
+- ``Handshakes`` (handshake.py): the key exchange and the password's proof;
 - ``Paths`` (paths.py): validating and moving to a peer's new address;
 - ``Messaging`` (messaging.py): connected peers' traffic.
 """
@@ -23,21 +25,21 @@ import logging
 from typing import Any
 
 from . import events as ev
-from .addresses import Address, is_local_address
+from .addresses import Address
 from .config import Config
 from .connection import Connection
-from .constants import DEPARTED_GRACE
 from .context import Context
-from .crypto import RandomBytes, fingerprint, normalize_fingerprint
+from .crypto import RandomBytes, normalize_fingerprint
 from .delivery import Delivery
 from .errors import NotConnected, ProtocolError
 from .handshake import Handshakes
 from .messaging import Messaging
 from .names import normalize_name
 from .paths import Paths
-from .peers import Known, PathKind, Remote, RemoteState, Role, Route
-from .rendezvous import Rendezvous
-from .wire import CandidateKind, Kind, decode_relay, peek_kind
+from .peers import Departures, Known, PathKind, Remote, RemoteState, Role, Route
+from .punching import Punching
+from .rendezvous import Rendezvous, own_candidates
+from .wire import Kind, peek_kind
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,11 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
 }
 
 
+def _pin(handshake_key: str | None) -> str | None:
+    """The fingerprint a player pinned, normalised; ValueError if it is malformed."""
+    return normalize_fingerprint(handshake_key) if handshake_key is not None else None
+
+
 class Session:
     """One local player's protocol state. See the module docstring."""
 
@@ -72,6 +79,7 @@ class Session:
         self.ctx = Context(self.config, random_bytes)
         self.phase = Phase.IDLE
         self.rendezvous = Rendezvous(self.ctx, self)
+        self.punching = Punching(self.ctx, self)
         self.handshakes = Handshakes(self.ctx, self)
         self.paths = Paths(self.ctx, self)
         self.messaging = Messaging(self.ctx, self)
@@ -85,9 +93,7 @@ class Session:
         self.remotes: dict[str, Remote] = {}
         self.by_route: dict[Route, Remote] = {}
         self.known: dict[str, Known] = {}
-        # Paths of peers that just left: their last datagrams (the extra copies of a
-        # disconnect, data in flight) are ignored quietly for a moment, not reported.
-        self._departed: dict[Route, float] = {}
+        self._departed = Departures()
         self._peer_names: list[str] = []
 
     def _set_phase(self, phase: Phase) -> None:
@@ -105,9 +111,9 @@ class Session:
         self.role = Role.SERVER
         self.name = self.server_name = name
         self.password = password or None
-        self.rendezvous.begin(handshake, self._pin(handshake_key))
+        self.rendezvous.begin(handshake, _pin(handshake_key))
         self._set_phase(Phase.REGISTERING)
-        self.rendezvous.register(name, self._own_candidates(lan), self.password is not None,
+        self.rendezvous.register(name, own_candidates(lan), self.password is not None,
                                  now)
 
     def init_client(self, handshake: Address, lan: Address, user_name: str, server_name: str,
@@ -123,9 +129,9 @@ class Session:
         self.role = Role.CLIENT
         self.name, self.server_name = name, server
         self.password = password or None
-        self.rendezvous.begin(handshake, self._pin(handshake_key))
+        self.rendezvous.begin(handshake, _pin(handshake_key))
         self._set_phase(Phase.JOINING)
-        self.rendezvous.join(server, name, self._own_candidates(lan), now)
+        self.rendezvous.join(server, name, own_candidates(lan), now)
 
     def _start_check(self, name: str, handshake_key: str | None) -> str:
         if self.phase is not Phase.IDLE:
@@ -134,23 +140,12 @@ class Session:
             norm = normalize_name(name)
         except ValueError as exc:
             raise ValueError(f"invalid name {name!r}: {exc}") from None
-        self._pin(handshake_key)  # ValueError now, at the call, if malformed
+        _pin(handshake_key)  # ValueError now, at the call, if malformed
         return norm
-
-    @staticmethod
-    def _pin(handshake_key: str | None) -> str | None:
-        return normalize_fingerprint(handshake_key) if handshake_key is not None else None
-
-    @staticmethod
-    def _own_candidates(lan: Address) -> list[list[Any]]:
-        """Our addresses besides the public one the handshake server sees."""
-        if lan[1] and is_local_address(lan[0]):
-            return [[lan[0], lan[1], int(CandidateKind.LAN)]]
-        return []
 
     def request_server_list(self, handshake: Address, now: float,
                             handshake_key: str | None = None) -> None:
-        self.rendezvous.request_list(handshake, self._pin(handshake_key), now)
+        self.rendezvous.request_list(handshake, _pin(handshake_key), now)
 
     # --- what the parts report ---------------------------------------------------------
 
@@ -159,20 +154,10 @@ class Session:
         assert self.rendezvous.address is not None
         self.ctx.emit(ev.ConfirmedAsServer(self.rendezvous.address))
 
-    def on_introduce(self, fields: list[Any], now: float) -> None:
-        self.handshakes.introduce(fields, now)
-
-    def on_relay_ready(self, relay_id: bytes, peer_name: str, now: float) -> None:
-        remote = self.remotes.get(peer_name)
-        hs = self.rendezvous.address
-        if remote is None or remote.relay_id or hs is None:
-            return
-        self.handshakes.relay_ready(remote, Route(hs, relay_id), now)
-
     def on_welcomed(self, remote: Remote) -> None:
         self._set_phase(Phase.CONNECTED)
         self.rendezvous.joined()
-        self.ctx.emit(ev.ConfirmedAsClient(self._address_of(remote)))
+        self.ctx.emit(ev.ConfirmedAsClient(remote.shown_address))
         self.peers_changed()
 
     def fail(self, message: str, reason: str | None = None, report: bool = True,
@@ -201,22 +186,8 @@ class Session:
     def any_connected(self) -> bool:
         return any(r.state is RemoteState.CONNECTED for r in self.remotes.values())
 
-    def has_remotes(self) -> bool:
-        return bool(self.remotes)
-
-    def still_punching(self, now: float) -> bool:
-        host = self.remotes.get(self.server_name or "")
-        return (host is not None and host.state is RemoteState.PUNCHING
-                and now < host.deadline)
-
     def recently_departed(self, route: Route, now: float) -> bool:
-        until = self._departed.get(route)
-        if until is None:
-            return False
-        if until < now:
-            del self._departed[route]
-            return False
-        return True
+        return self._departed.recent(route, now)
 
     def remove(self, remote: Remote, quiet: bool = False) -> None:
         self.remotes.pop(remote.name, None)
@@ -226,10 +197,7 @@ class Session:
         if remote.connection is not None:
             remote.connection.close()
         if remote.state is RemoteState.CONNECTED:
-            if len(self._departed) > 256:
-                self._departed.clear()
-            for r in routes:
-                self._departed[r] = self.ctx.now + DEPARTED_GRACE
+            self._departed.remember(routes, self.ctx.now)
             if not quiet:
                 self.peers_changed()
 
@@ -244,14 +212,6 @@ class Session:
         if names != self._peer_names:
             self._peer_names = names
             self.ctx.emit(ev.PeerListUpdated(list(names)))
-
-    def _address_of(self, remote: Remote) -> Address:
-        """The address to show for a peer: its own, even while relayed."""
-        if remote.route is not None and not remote.route.relayed:
-            return remote.route.address
-        public = remote.public_address
-        assert public is not None
-        return public
 
     # --- the game's calls ------------------------------------------------------------
 
@@ -293,7 +253,7 @@ class Session:
     def get_peer(self, peer_name: str) -> dict[str, Any] | None:
         remote = self.remotes.get(peer_name)
         if remote is not None and remote.state is RemoteState.CONNECTED:
-            return {"name": peer_name, "address": self._address_of(remote)}
+            return {"name": peer_name, "address": remote.shown_address}
         known = self.known.get(peer_name)
         if known is not None:
             return {"name": peer_name, "address": known.address}
@@ -307,7 +267,7 @@ class Session:
             return self.rendezvous.public
         host = self.remotes.get(self.server_name or "")
         if host is not None and host.state is RemoteState.CONNECTED:
-            return self._address_of(host)
+            return host.shown_address
         return None
 
     def get_server_name(self) -> str | None:
@@ -317,9 +277,7 @@ class Session:
         return self.name if self.role is not Role.NONE else None
 
     def i_am_server(self) -> bool | None:
-        if self.role is Role.NONE:
-            return None
-        return self.role is Role.SERVER
+        return None if self.role is Role.NONE else self.role is Role.SERVER
 
     def is_connected(self) -> bool:
         return self.phase in (Phase.HOSTING, Phase.CONNECTED)
@@ -335,11 +293,7 @@ class Session:
     @property
     def handshake_fingerprint(self) -> str | None:
         """The fingerprint of the handshake server's key this session trusts."""
-        address = self.rendezvous.address
-        channel = self.rendezvous.tracker.channels.get(address) if address else None
-        if channel is None or channel.server_public is None:
-            return None
-        return fingerprint(channel.server_public)
+        return self.rendezvous.fingerprint
 
     @property
     def blocked_count(self) -> int:
@@ -351,8 +305,8 @@ class Session:
 
     # --- I/O ---------------------------------------------------------------------------
 
-    def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
-        """Drain the datagrams the last calls produced (build them with handle_timer)."""
+    def take_datagrams(self) -> list[tuple[bytes, Address]]:
+        """Drain the datagrams the calls since the last take built (it builds none)."""
         return self.ctx.take_datagrams()
 
     def add_event(self, event: ev.EngineEvent) -> None:
@@ -371,7 +325,7 @@ class Session:
             if r.connection is not None:
                 times.append(r.connection.next_timer(now))
             else:
-                times.append(self.handshakes.next_timer(r))
+                times.append(self.punching.next_timer(r))
         return min(times) if times else None
 
     def receive_datagram(self, data: bytes, address: Address, now: float) -> None:
@@ -389,21 +343,16 @@ class Session:
         kind = peek_kind(data)
         route = Route(address)
         if kind is Kind.RELAY:
-            if address != self.rendezvous.address:
-                raise ProtocolError("RELAY not from our handshake server")
-            relay_id, data = decode_relay(data)
-            route = Route(address, relay_id)
-            kind = peek_kind(data)
-            if kind < Kind.PUNCH:
-                raise ProtocolError(f"{kind.name} cannot travel through a relay")
-            if not any(r.relay_id == relay_id for r in self.remotes.values()):
-                if self.recently_departed(route, now):
-                    return
-                raise ProtocolError("RELAY of no relay of ours")
+            unwrapped = self.rendezvous.unwrap(data, address, now)
+            if unwrapped is None:
+                return
+            kind, data, route = unwrapped
         if kind is Kind.DATA:
             self.messaging.on_data(data, route, now)
         elif kind < Kind.PUNCH:
             self.rendezvous.receive(kind, data, address, now)
+        elif kind is Kind.PUNCH or kind is Kind.PUNCH_ACK:
+            self.punching.on_packet(kind, data, route, now)
         else:
             self.handshakes.on_packet(kind, data, route, now)
 
@@ -417,4 +366,4 @@ class Session:
             if remote.state is RemoteState.CONNECTED:
                 self.messaging.service(remote, now)
             else:
-                self.handshakes.service(remote, now)
+                self.punching.service(remote, now)
