@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from . import events as ev
 from .constants import DIRECT_RETRY_INTERVAL, MAX_PROBED, PATH_TOKEN_SIZE
 from .context import Context
+from .crypto import verify
 from .peers import PathKind, Remote, Route
 from .values import encode_value
 from .wire import SYS_PATH_CHALLENGE, SYS_PATH_RESPONSE
@@ -62,7 +63,8 @@ class Paths:
 
     def on_response(self, remote: Remote, token: object, route: Route) -> None:
         expected = remote.challenges.get(route)
-        if expected is None or token != expected or remote.connection is None:
+        if (expected is None or type(token) is not bytes or not verify(expected, token)
+                or remote.connection is None):
             return
         old = remote.path
         remote.route = route
