@@ -234,7 +234,8 @@ def gen_bytes(r: Reader) -> bytes:
     return r.take(8)
 
 
-def gen_numpy(r: Reader) -> Ext:
+def gen_numpy(r: Reader, depth: int = 0) -> Ext:
+    nested = depth < 4  # an extension inside an extension inside...: a few levels only
     dtype = r.pick(DTYPES)
     k = r.below(6)
     shape: Any
@@ -249,7 +250,7 @@ def gen_numpy(r: Reader) -> Ext:
     elif k == 4:
         shape = [0, r.pick(EDGE_INTS)]
     else:
-        shape = gen_value(r, 3)
+        shape = gen_value(r, max(depth + 1, 3)) if nested else None
     sizes = {"1": 1, "2": 2, "4": 4, "8": 8, "6": 16}
     item = sizes.get(dtype[-1:], 4)
     count = 1
@@ -258,10 +259,12 @@ def gen_numpy(r: Reader) -> Ext:
             count *= n
     raw = bytes(min(count * item, 4096)) if r.below(3) else gen_bytes(r)
     parts: Any = [dtype, shape, raw]
-    if r.one_in(8):
-        parts = gen_value(r, 2)
+    if r.one_in(8) and nested:
+        parts = gen_value(r, max(depth + 1, 2))
     code = 1 if r.below(6) else r.pick((0, -1, 2, 127, -128))
     body = enc(parts) if r.below(8) else r.take(r.below(40))
+    if not r.spend(len(body)):
+        body = body[:64]
     return Ext(code, body)
 
 
@@ -290,7 +293,7 @@ def gen_value(r: Reader, depth: int = 0) -> Any:
     if k == 5:
         return gen_bytes(r)
     if k == 6:
-        return gen_numpy(r)
+        return gen_numpy(r, depth + 1)
     if k == 7:
         return Ext(r.pick((1, 0, -1, 5)), r.take(r.below(24)))
     if k == 8:

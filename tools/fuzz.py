@@ -933,7 +933,8 @@ def run_atheris(h: Harness, count: int, seed: int, done: Callable[[], None],
             raise RuntimeError(f"{f.what} {f.where} (lane {f.lane})\n{f.traceback}")
         if h.inputs >= count:
             h.check_all()
-            done()  # libFuzzer leaves through C's exit(): say what happened first
+            done()  # libFuzzer would go on (its runs count its own corpus too): stop here
+            os._exit(1 if h.findings else 0)
 
     corpus_dir = "/tmp/p2p-fuzz-v2-corpus"
     os.makedirs(corpus_dir, exist_ok=True)
