@@ -34,11 +34,22 @@ CHECK_CHANNEL = 14
 class Reader:
     """Choices drawn from the bytes of one fuzz input; zeros once they run out."""
 
-    __slots__ = ("_data", "_pos")
+    __slots__ = ("_data", "_pos", "budget")
 
     def __init__(self, data: bytes) -> None:
         self._data = data
         self._pos = 0
+        #: Bytes the generated values may still add up to: a datagram holds 1200, and a
+        #: fuzzer that learns to pick the largest choice every time must not build
+        #: gigabytes (nested repeats would).
+        self.budget = 64 * 1024
+
+    def spend(self, n: int) -> bool:
+        """Take ``n`` bytes of the budget; False (and nothing taken) when it is short."""
+        if n > self.budget:
+            return False
+        self.budget -= n
+        return True
 
     def byte(self) -> int:
         pos = self._pos
@@ -216,13 +227,15 @@ def gen_bytes(r: Reader) -> bytes:
     if k == 1:
         return r.take(r.below(64))
     if k == 2:
-        return bytes(r.pick((0, 1, 100, 1100, 1101, 5000)))
+        n = r.pick((0, 1, 100, 1100, 1101, 5000))
+        return bytes(n if r.spend(n) else 0)
     if k == 3:
         return enc(gen_value(r, 1))  # bytes that are msgpack themselves
     return r.take(8)
 
 
-def gen_numpy(r: Reader) -> Ext:
+def gen_numpy(r: Reader, depth: int = 0) -> Ext:
+    nested = depth < 4  # an extension inside an extension inside...: a few levels only
     dtype = r.pick(DTYPES)
     k = r.below(6)
     shape: Any
@@ -237,7 +250,7 @@ def gen_numpy(r: Reader) -> Ext:
     elif k == 4:
         shape = [0, r.pick(EDGE_INTS)]
     else:
-        shape = gen_value(r, 3)
+        shape = gen_value(r, max(depth + 1, 3)) if nested else None
     sizes = {"1": 1, "2": 2, "4": 4, "8": 8, "6": 16}
     item = sizes.get(dtype[-1:], 4)
     count = 1
@@ -246,10 +259,12 @@ def gen_numpy(r: Reader) -> Ext:
             count *= n
     raw = bytes(min(count * item, 4096)) if r.below(3) else gen_bytes(r)
     parts: Any = [dtype, shape, raw]
-    if r.one_in(8):
-        parts = gen_value(r, 2)
+    if r.one_in(8) and nested:
+        parts = gen_value(r, max(depth + 1, 2))
     code = 1 if r.below(6) else r.pick((0, -1, 2, 127, -128))
     body = enc(parts) if r.below(8) else r.take(r.below(40))
+    if not r.spend(len(body)):
+        body = body[:64]
     return Ext(code, body)
 
 
@@ -265,7 +280,7 @@ def deep(depth: int, kind: int) -> Raw:
 def gen_value(r: Reader, depth: int = 0) -> Any:
     """Any value a peer may send, from the ordinary to the hostile."""
     k = r.below(18 if depth < 3 else 10)
-    if k == 0:
+    if k == 0 or not r.spend(8):
         return None
     if k == 1:
         return r.one_in(2)
@@ -278,13 +293,15 @@ def gen_value(r: Reader, depth: int = 0) -> Any:
     if k == 5:
         return gen_bytes(r)
     if k == 6:
-        return gen_numpy(r)
+        return gen_numpy(r, depth + 1)
     if k == 7:
         return Ext(r.pick((1, 0, -1, 5)), r.take(r.below(24)))
     if k == 8:
-        return "s" * r.pick((0, 31, 32, 200, 201, 255, 256, 1000))
+        n = r.pick((0, 31, 32, 200, 201, 255, 256, 1000))
+        return "s" * (n if r.spend(n) else 1)
     if k == 9:
-        return deep(r.pick((2, 31, 32, 33, 100, 511, 600, 1000, 2000)), r.below(3))
+        n = r.pick((2, 31, 32, 33, 100, 511, 600, 1000, 2000))
+        return deep(n if r.spend(4 * n) else 2, r.below(3))
     if k in (10, 11, 12):
         return [gen_value(r, depth + 1) for _ in range(r.below(5))]
     if k == 13:
@@ -297,7 +314,9 @@ def gen_value(r: Reader, depth: int = 0) -> Any:
     if k == 15:
         return Raw(r.take(r.below(12)))  # arbitrary bytes where a value should be
     if k == 16:  # one scalar many times (a nested value repeated would grow as a power)
-        return [gen_value(r, 3)] * r.pick((16, 100, 300))
+        one = gen_value(r, 3)
+        n = r.pick((16, 100, 300))
+        return [one] * (n if r.spend(n * len(enc(one))) else 2)
     return Raw(r.pick((b"\xdd\xff\xff\xff\xff", b"\xdf\x7f\xff\xff\xff", b"\xc6\xff\xff\xff\xff",
                        b"\xdb\x00\x00\x10\x00", b"\xc1", b"\xd9\x05ab", b"\xa2\xff\xfe",
                        b"\xc9\x00\x00\x00\x01\x01", b"\xd4\x01")))

@@ -84,6 +84,89 @@ def run_function(root: Path, name: str, timeout: float = 600) -> dict[str, Any]:
     return result
 
 
+# --- where a message's time goes, in either tree ---------------------------------------
+
+#: The message loop of ``bench_profile`` with its send side split in three: the game's
+#: ``send()`` calls, the timer that packs and seals datagrams, and taking the acks. Written
+#: against what v1 and v2 share (tests.fakenet, Session), so each tree runs it as is.
+SPLIT_SCRIPT = r"""
+import inspect, json, sys, time
+from framework.protocol.config import Config
+from framework.protocol.delivery import Delivery
+from tests.fakenet import HS, FakeNet
+
+def run():
+    net = FakeNet()
+    quiet = Config(secs_between_peer_checks=1e6)
+    host = net.add(quiet)
+    net.call(host, "init_server", HS, net.addr(host), "host", None)
+    net.run(2, host.is_connected)
+    alice = net.add(quiet)
+    net.call(alice, "init_client", HS, net.addr(alice), "alice", "host", None)
+    net.run(5, alice.is_connected)
+    net.run(1)
+    alice.events()
+    host.events()
+    a_addr, h_addr = net.addr(alice), net.addr(host)
+    v1 = "now" in inspect.signature(alice.send).parameters  # v1's send() took the time
+    mode = Delivery.RELIABLE_ORDERED
+    n, sent, got, now = 60_000, 0, 0, net.now
+    payload = b"x" * 64
+    t = dict(send_call=0.0, timer=0.0, receive=0.0, events=0.0, acks=0.0)
+    pc = time.perf_counter
+    while got < n:
+        now += 0.001
+        t0 = pc()
+        if sent < n:
+            if v1:
+                for _ in range(250):
+                    alice.send("host", payload, mode, 0, now)
+            else:
+                for _ in range(250):
+                    alice.send("host", payload, mode, 0)
+            sent += 250
+        t1 = pc()
+        alice.handle_timer(now)
+        out = [d for d, _ in alice.datagrams_to_send()]
+        t2 = pc()
+        for d in out:
+            host.receive_datagram(d, a_addr, now)
+        host.handle_timer(now)
+        t3 = pc()
+        evs = host.events()
+        back = [d for d, _ in host.datagrams_to_send()]
+        t4 = pc()
+        got += len(evs)
+        for d in back:
+            alice.receive_datagram(d, h_addr, now)
+        t5 = pc()
+        for k, a, b in (("send_call", t0, t1), ("timer", t1, t2), ("receive", t2, t3),
+                        ("events", t3, t4), ("acks", t4, t5)):
+            t[k] += b - a
+    return {k: v / n * 1e6 for k, v in t.items()}
+
+runs = [run() for _ in range(int(sys.argv[1]))]
+print(json.dumps({k: min(r[k] for r in runs) for k in runs[0]}))
+"""
+
+
+def bench_split(trees: dict[str, Path], rounds: int = 3) -> dict[str, dict[str, float]]:
+    """µs per message in each part of the message loop, per tree (best of 3 runs a
+    round; median of the rounds, alternating the trees)."""
+    runs: dict[str, list[dict[str, float]]] = {k: [] for k in trees}
+    for r in range(rounds):
+        for name in (list(trees) if r % 2 == 0 else list(reversed(trees))):
+            root = trees[name]
+            done = subprocess.run([sys.executable, "-c", SPLIT_SCRIPT, "3"], cwd=root,
+                                  env=env_for(root), capture_output=True, text=True,
+                                  timeout=600, check=False)
+            if done.returncode:
+                raise RuntimeError(f"the split profile of {root} failed:\n"
+                                   f"{done.stderr[-2000:]}")
+            runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return {k: median_dicts(v) for k, v in runs.items()}
+
+
 # --- the cost of packet protection ------------------------------------------------------
 
 

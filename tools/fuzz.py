@@ -689,8 +689,9 @@ class Harness:
         if k == 0 and atk.sent:
             data = r.pick(list(atk.sent))
         elif k == 1:
-            atk.skip(r.pick((1, 2, 31, 32, 33, 100, 1023, 1024, 1025, 20000, 0x7FFE)))
-            # a valid one right after, or the next skip would leave the victim's window
+            atk.skip(r.pick((1, 2, 31, 32, 33, 100, 1023, 1024, 1025, 20000, 0x7000)))
+            # a valid one right after (a skip plus the rejected ones since the last valid one
+            # past 0x8000 would leave the window: the receiver could not tell)
             self.feed(scn.victim, atk.seal(b"\x00" * 6 + b"\x90"), atk.address)
             data = atk.seal(gen_plaintext(r, atk.token))
         elif k == 2:
@@ -860,6 +861,18 @@ class Harness:
         out["handshake-server"] = self.hs.stats.internal_errors
         return out
 
+    def progress(self) -> str:
+        """One line on the state the campaign holds (to see that it stays bounded)."""
+        import resource  # noqa: PLC0415
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+        in_flight = sum(s.attacker.conn.in_flight() for s in self.scenarios)
+        budget = sum(s.victim.ctx.budget.used for s in self.scenarios)
+        return (f"{self.inputs} inputs, {len(self.findings)} findings, peak rss {rss} MB, "
+                f"sessions {len(self.net.sessions)}, queued {len(self.net.sim._queue)}, "
+                f"attackers' in flight {in_flight}, victims' reassembly {budget} B, "
+                f"hs registrations {len(self.hs.registrations)}, seen {len(self.seen)}")
+
     def summary(self) -> dict[str, object]:
         return {
             "inputs": self.inputs,
@@ -899,7 +912,7 @@ def run_mutate(h: Harness, count: int, seed: int, report: Callable[[str], None],
         h.one_input(gen_input(rng))
         if n % 10_000 == 9_999:
             elapsed = time.monotonic() - start
-            report(f"{n + 1} inputs, {elapsed:.0f} s, {len(h.findings)} findings")
+            report(f"{elapsed:.0f} s: {h.progress()}")
             if elapsed > seconds:
                 break
 
@@ -914,13 +927,16 @@ def run_atheris(h: Harness, count: int, seed: int, done: Callable[[], None],
 
     def one(data: bytes) -> None:
         h.one_input(data)
+        if h.inputs % 5000 == 0:
+            print(h.progress(), file=sys.stderr, flush=True)
         if stop_on_finding and len(h.findings) > seen[0]:
             seen[0] = len(h.findings)
             f = list(h.findings.values())[-1]
             raise RuntimeError(f"{f.what} {f.where} (lane {f.lane})\n{f.traceback}")
         if h.inputs >= count:
             h.check_all()
-            done()  # libFuzzer leaves through C's exit(): say what happened first
+            done()  # libFuzzer would go on (its runs count its own corpus too): stop here
+            os._exit(1 if h.findings else 0)
 
     corpus_dir = "/tmp/p2p-fuzz-v2-corpus"
     os.makedirs(corpus_dir, exist_ok=True)
@@ -932,7 +948,8 @@ def run_atheris(h: Harness, count: int, seed: int, done: Callable[[], None],
                 f.write(gen_input(rng))
     atheris.instrument_all()
     atheris.Setup([sys.argv[0], f"-runs={count + 1000}", "-max_len=1400",
-                   "-print_final_stats=1", f"-seed={seed}", corpus_dir], one)
+                   "-print_final_stats=1", f"-seed={seed}", "-artifact_prefix=/tmp/p2p-fuzz-v2-",
+                   corpus_dir], one)
     atheris.Fuzz()
 
 
