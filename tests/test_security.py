@@ -25,7 +25,9 @@ from framework.protocol.delivery import Delivery
 from framework.protocol.hschannel import ServerKeys
 from framework.protocol.session import Session
 from framework.protocol.wire import (
+    AUTH_SIZE,
     SYS_BYE,
+    SYS_FORWARD,
     SYS_FORWARD_FAILED,
     HsKind,
     Kind,
@@ -437,3 +439,34 @@ def test_the_join_token_never_travels_in_clear() -> None:
     remote = host.remotes["alice"]
     assert len(remote.token) == 32
     assert not any(remote.token in d for d, _, _ in seen)
+
+
+def test_a_spoofed_auth_cannot_drop_a_connected_or_joining_player() -> None:
+    net = FakeNet()
+    host, alice = session_pair(net, password="pw")
+    for _ in range(3):  # any confirmation, from the player's own address
+        net.inject(encode_control(Kind.AUTH, [bytes(16), bytes(16)], AUTH_SIZE),
+                   net.addr(alice), net.addr(host))
+    net.run(1)
+    assert host.get_peers() == ["alice"] and "alice" in host.remotes
+    assert not net.has(host, ev.PeerConnectionFailed)
+    assert still_talking(net, alice, host, "host")
+
+
+def test_one_bad_forwarded_message_loses_nothing_else_of_its_datagram() -> None:
+    net = FakeNet()
+    host = start_host(net)
+    alice, mallory = join(net, "alice"), join(net, "mallory")
+    assert net.run(10, lambda: alice.is_connected() and mallory.is_connected()
+                   and len(host.get_peers()) == 2 and len(alice.get_peers()) == 2)
+    net.take(alice)
+    conn = mallory.connection("host")
+    assert conn is not None
+    # a forward to alice whose payload is not msgpack: the host passes it on as it is
+    conn.send(Delivery.UNRELIABLE, SYSTEM_CHANNEL,
+              msgpack.packb([SYS_FORWARD, "alice", 3, 0, 7, b"\xc1"]))
+    net.run(0.05)
+    host.send("alice", "important", Delivery.RELIABLE_ORDERED, 0)
+    net.run(2)
+    got = [e.packet_data["message"] for e in net.take(alice, ev.ReceivedReliableMessageFromPeer)]
+    assert got == ["important"] and alice.internal_errors == 0

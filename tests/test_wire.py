@@ -42,7 +42,7 @@ SAMPLES: dict[Kind, list[Any]] = {
     Kind.PUNCH_ACK: ["host", "alice", b"p" * 8, b"m" * 16],
     Kind.HELLO: ["alice", "host", b"c" * 32, b"A" * 33, b"m" * 16, b""],
     Kind.CHALLENGE: [b"s" * 32, b"B" * 33, True, b"c" * 16, b"m" * 16],
-    Kind.AUTH: [b"a" * 16, b""],
+    Kind.AUTH: [b"a" * 16, b"m" * 16, b""],
     Kind.WELCOME: [b"w" * 16],
     Kind.REJECT: [8, 0, b"m" * 16],
 }

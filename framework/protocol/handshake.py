@@ -106,7 +106,7 @@ class Handshakes:
             tag = mac(remote.intro_key, b"hello", me.encode(), remote.name.encode(), share, pake)
             data = encode_control(Kind.HELLO, [me, remote.name, share, pake, tag], HELLO_SIZE)
         else:
-            data = encode_control(Kind.AUTH, [hs.keys.client_confirm], AUTH_SIZE)
+            data = self._auth(remote, hs.key.public, hs.keys.client_confirm)
         self._ctx.send_on(data, remote.route)
 
     def _on_hello(self, fields: list[Any], route: Route, now: float) -> None:
@@ -201,8 +201,7 @@ class Handshakes:
             # Authentic (the introduction key checked out) but other keys: the passwords
             # differ. Told as such, never as "could not connect". Our AUTH still goes, so
             # that the server player frees our place at once.
-            self._ctx.send_on(encode_control(Kind.AUTH, [keys.client_confirm], AUTH_SIZE),
-                              route)
+            self._ctx.send_on(self._auth(remote, hs.key.public, keys.client_confirm), route)
             session.fail(f"wrong password for {remote.name!r}", reason="wrong password")
             return
         hs.keys = keys
@@ -210,15 +209,30 @@ class Handshakes:
         remote.sent_at = 0.0  # the AUTH is a new exchange, not a resend (Karn)
         self.send_client(remote, now)
 
+    @staticmethod
+    def _auth(remote: Remote, client_share: bytes, confirm: bytes) -> bytes:
+        """AUTH carries the key confirmation and a MAC under the introduction key, so that
+        only the introduced client can make one, even a wrong one."""
+        tag = mac(remote.intro_key, b"auth", client_share, confirm)
+        return encode_control(Kind.AUTH, [confirm, tag], AUTH_SIZE)
+
     def _on_auth(self, fields: list[Any], route: Route, now: float) -> None:
         session = self._session
+        confirm, tag = fields[0], fields[1]
         remote = next((r for r in session.remotes.values()
                        if r.route == route and r.handshake is not None), None)
         if session.role is not Role.SERVER or remote is None:
             raise ProtocolError("AUTH from an address without a handshake")
         hs = remote.handshake
         assert hs is not None and hs.keys is not None
-        if not verify_mac(hs.keys.client_confirm, fields[0]):
+        if remote.state is RemoteState.CONNECTED:
+            # A repeat (our WELCOME was lost) has the right confirmation; anything else
+            # from that address changes nothing: a connected player is never dropped here.
+            if not verify_mac(hs.keys.client_confirm, confirm):
+                raise ProtocolError("AUTH for a connected player that does not confirm")
+        elif not verify_mac(mac(remote.intro_key, b"auth", hs.client_share, confirm), tag):
+            raise ProtocolError("AUTH that the introduced client did not make")
+        if not verify_mac(hs.keys.client_confirm, confirm):
             log.info("wrong password from %s at %s", remote.name, route.address)
             self._reject(remote, hs.client_share, ErrorCode.WRONG_PASSWORD, route)
             session.remove(remote, quiet=True)

@@ -185,7 +185,14 @@ class Messaging:
         for d in delivered:
             channel = d.channel
             if channel == SYSTEM_CHANNEL:
-                self._on_system(remote, d, route, now)
+                try:
+                    self._on_system(remote, d, route, now)
+                except ProtocolError as exc:
+                    # The datagram was accepted (and will be acked): drop this one message
+                    # only, never the ones after it.
+                    log.debug("dropped an engine message from %s: %s", sender, exc)
+                    self._ctx.block(route.address, now)
+                    continue
                 if remote.connection is None:
                     return  # the message ended this peer's session
             elif d.mode >= Delivery.RELIABLE_UNORDERED:

@@ -28,7 +28,7 @@ SCHEMAS: dict[Kind, tuple[Validator, ...]] = {
     Kind.PUNCH_ACK: (NAME, NAME, PUNCH_NONCE, MAC),
     Kind.HELLO: (NAME, NAME, SHARE, PAKE, MAC, PAD),
     Kind.CHALLENGE: (SHARE, PAKE, BOOL, MAC, MAC),
-    Kind.AUTH: (MAC, PAD),
+    Kind.AUTH: (MAC, MAC, PAD),
     Kind.WELCOME: (MAC,),
     Kind.REJECT: (U16, U32, MAC),
 }
