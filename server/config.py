@@ -31,7 +31,7 @@ class ServerConfig:
     intro_valid: float = 30.0
     #: A repeated JOIN re-sends the introduction to the server player at most this often,
     #: so a client cannot turn the handshake server into a stream of datagrams aimed at a host.
-    intro_resend_interval: float = 1.0
+    intro_resend_interval: float = 0.25
     #: Pending introductions held at once, and per joining client's prefix.
     max_introductions: int = 100_000
     max_introductions_per_ip: int = 32

@@ -39,6 +39,12 @@ FRAGMENT_SIZE = 1100
 #: frame clock need much less, and 50 ms is still above a 60 FPS frame plus jitter.
 MIN_RTO = 0.05
 
+#: Wait for the first answer of an exchange whose round trip is not measured yet (a cookie
+#: request, a HELLO through the relay), doubled on each retry: about QUIC's initial RTT
+#: (333 ms, RFC 9002 6.2.2). A lost first datagram costs this, not a second; a path
+#: slower than this gets a few small extra datagrams.
+INITIAL_TIMEOUT = 0.3
+
 #: Registration token length (secret shared by the handshake server and the registrant).
 TOKEN_SIZE = 16
 

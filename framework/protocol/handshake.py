@@ -98,7 +98,9 @@ class Handshakes:
         hs = remote.handshake
         assert hs is not None and remote.route is not None
         me = self._session.name or ""
-        remote.next_resend = now + self._ctx.config.secs_to_await_reply
+        # One lost datagram costs about a round trip, not a fixed second (rtt.py).
+        remote.next_resend = now + remote.rtt.timeout(remote.tries)
+        remote.tries += 1
         remote.resent = remote.sent_at > 0
         remote.sent_at = now
         if hs.keys is None:
@@ -206,7 +208,9 @@ class Handshakes:
             return
         hs.keys = keys
         hs.confirmed = True
-        remote.sent_at = 0.0  # the AUTH is a new exchange, not a resend (Karn)
+        if not remote.resent and remote.sent_at > 0:
+            remote.rtt.sample(now - remote.sent_at)
+        remote.sent_at, remote.tries = 0.0, 0  # the AUTH is a new exchange (Karn)
         self.send_client(remote, now)
 
     @staticmethod
@@ -286,6 +290,7 @@ class Handshakes:
             log.info("%s asks us to wait %.1f s before trying the password", remote.name,
                      wait)
             remote.next_resend = now + wait
+            remote.tries = 0
             remote.deadline = max(remote.deadline,
                                   now + wait + self._ctx.config.handshake_timeout)
             return

@@ -13,6 +13,7 @@ from .crypto import KeyPair, Pake, SessionKeys
 
 if TYPE_CHECKING:
     from .connection import Connection
+from .rtt import RttEstimate
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,10 @@ class Remote:
     joined_at: float = 0.0
     next_punch: float = 0.0
     punch_started: float = 0.0
-    punches: dict[bytes, Route] = field(default_factory=dict)  # nonce -> where it went
+    # nonce -> where it went and when (a PUNCH_ACK echoing it is a round-trip sample)
+    punches: dict[bytes, tuple[Route, float]] = field(default_factory=dict)
+    rtt: RttEstimate = field(default_factory=lambda: RttEstimate(1.0))
+    tries: int = 0  # sends of the current handshake datagram (HELLO, then AUTH)
     handshake: Handshake | None = None
     next_resend: float = 0.0
     sent_at: float = 0.0  # when our last handshake datagram left (for a first RTT)

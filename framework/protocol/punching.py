@@ -33,6 +33,7 @@ from .crypto import verify as verify_mac
 from .errors import ProtocolError
 from .limits import prefix_of
 from .peers import Candidate, PathKind, Remote, RemoteState, Role, Route
+from .rtt import RttEstimate
 from .wire import CandidateKind, Kind, decode_control, encode_control
 
 if TYPE_CHECKING:
@@ -81,7 +82,8 @@ class Punching:
         deadline = now + min(float(valid_for), self._ctx.config.handshake_timeout)
         remote = Remote(name, token, intro_key(token), candidates, deadline,
                         password_required=password_required, prefix=prefix, joined_at=now,
-                        punch_started=now)
+                        punch_started=now,
+                        rtt=RttEstimate(self._ctx.config.secs_to_await_reply))
         session.remotes[name] = remote
         log.info("introduced to %s at %s", name, [c.route.address for c in candidates])
         self.punch(remote, now, burst=PUNCH_BURST)
@@ -140,7 +142,7 @@ class Punching:
                 continue
             for _ in range(burst):
                 nonce = self._ctx.random(PUNCH_NONCE_SIZE)
-                remote.punches[nonce] = cand.route
+                remote.punches[nonce] = (cand.route, now)
                 tag = mac(remote.intro_key, b"punch", me.encode(), remote.name.encode(), nonce)
                 self._ctx.send_on(encode_control(Kind.PUNCH, [me, remote.name, nonce, tag]),
                                   cand.route)
@@ -196,6 +198,12 @@ class Punching:
         log.info("reaching %s through the relay", remote.name)
         remote.deadline = max(remote.deadline, now + self._ctx.config.handshake_timeout)
         if self._session.role is Role.CLIENT:
+            if not remote.rtt.measured:
+                # No punch came back: through the relay, about both players' round trips
+                # to the handshake server, ours twice for a guess.
+                hs_rtt = self._session.rendezvous.tracker.rtt_to(relay_route.address)
+                if hs_rtt.measured:
+                    remote.rtt.sample(2 * hs_rtt.srtt)
             self._choose(remote, relay_route, now)
 
     def failed(self, remote: Remote) -> None:
@@ -223,9 +231,16 @@ class Punching:
             me = session.name or ""
             ack = mac(remote.intro_key, b"punch-ack", me.encode(), sender.encode(), nonce)
             self._ctx.send_on(encode_control(Kind.PUNCH_ACK, [me, sender, nonce, ack]), route)
+            if session.role is Role.CLIENT and remote.state is RemoteState.PUNCHING:
+                # The server player's punch got through, and our answer has just opened
+                # our side: the path is there. Start at once instead of half a round trip
+                # later, when the answer to one of our punches would come back.
+                self._choose(remote, route, now)
             return
-        if remote.punches.pop(nonce, None) is None:
+        punched = remote.punches.pop(nonce, None)
+        if punched is None:
             return  # not an answer to a punch of ours (or a copy of one already used)
+        remote.rtt.sample(now - punched[1])  # each nonce went out once: a clean sample
         if remote.state is RemoteState.CONNECTED:
             if remote.path is PathKind.RELAY and not route.relayed:
                 session.paths.consider(remote, route, len(data), now)

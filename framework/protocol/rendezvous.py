@@ -223,6 +223,7 @@ class Rendezvous:
             if self.tracker.answered_before(rid):
                 return  # a late copy of an answer we already have (our request was resent)
             raise ProtocolError(f"{hs_kind.name} answers no request of ours")
+        self.tracker.answered(req, now)
         self._answer(req, hs_kind, fields, now)
 
     def _key_mismatch(self, address: Address, why: str) -> None:
@@ -265,7 +266,9 @@ class Rendezvous:
             pass
         elif kind is HsKind.INTRODUCE and req.kind is HsKind.JOIN:
             session.punching.introduce(fields, now)
-            req.next_send = now + self._ctx.config.secs_to_await_reply
+            # Asked again while we punch (a lost introduction to the server player is
+            # repaired so), at the pace of the round trip to the handshake server.
+            req.next_send = now + self.tracker.rtt_to(req.address).timeout()
         elif kind is HsKind.RELAY_READY and req.kind is HsKind.RELAY_REQUEST:
             session.punching.relay_offered(fields[0], fields[1], now)
         elif kind is HsKind.LIST_REPLY and req.kind is HsKind.LIST:

@@ -1,7 +1,9 @@
 """Requests to handshake servers: ids, retries, cookies, sealing and padding.
 
-A request is resent every ``secs_to_await_reply`` until answered and expires after
-``attempts_before_expiration`` sends. A handshake server's channel needs its key and a cookie
+A request is resent after a probe timeout that follows the measured round trip to that
+server (rtt.py: ``secs_to_await_reply`` until the first answer) and expires after
+``attempts_before_expiration`` sends and as many ``secs_to_await_reply``. A handshake
+server's channel needs its key and a cookie
 for our address first: until it has them a request goes out as a COOKIE_REQUEST, the
 COOKIE answer carries both, and the request is sealed and sent again at once. A COOKIE
 for a request already sealed means the cookie went stale: it is renewed the same way.
@@ -20,6 +22,7 @@ from .context import Context
 from .crypto import RandomBytes
 from .errors import ProtocolError
 from .hschannel import ServerChannel
+from .rtt import RttEstimate
 from .wire import HsKind, decode_cookie, encode_cookie_request, request_size
 
 
@@ -34,6 +37,9 @@ class Request:
     attempts: int = 0
     next_send: float = 0.0
     cookie_tries: int = 0
+    first_sent: float = 0.0
+    sent_at: float = 0.0  # the last send
+    resent: bool = False  # sent more than once since its last answer: no RTT sample
 
 
 class RequestTracker:
@@ -46,6 +52,7 @@ class RequestTracker:
         self.pending: dict[int, Request] = {}
         self._answered: dict[int, None] = {}  # recent ids, to tell late copies from junk
         self.channels: dict[Address, ServerChannel] = {}
+        self.rtt: dict[Address, RttEstimate] = {}
 
     def open_channel(self, address: Address, pinned: str | None) -> ServerChannel:
         """A fresh channel (a new ephemeral key) to the handshake server at ``address``."""
@@ -68,9 +75,19 @@ class RequestTracker:
         self._transmit(req, now)
         return req
 
-    def _transmit(self, req: Request, now: float) -> None:
+    def rtt_to(self, address: Address) -> RttEstimate:
+        est = self.rtt.get(address)
+        if est is None:
+            est = self.rtt[address] = RttEstimate(self._ctx.config.secs_to_await_reply)
+        return est
+
+    def _transmit(self, req: Request, now: float, fresh: bool = False) -> None:
+        if req.attempts == 0:
+            req.first_sent = now
+        req.resent = req.sent_at > 0 and not fresh
+        req.sent_at = now
+        req.next_send = now + self.rtt_to(req.address).timeout(req.attempts)
         req.attempts += 1
-        req.next_send = now + self._ctx.config.secs_to_await_reply
         channel = self.channels[req.address]
         if channel.ready:
             data = channel.seal(req.kind, req.req_id, req.fields, request_size(req.kind))
@@ -86,11 +103,17 @@ class RequestTracker:
         if req is None or req.address != address:
             raise ProtocolError("COOKIE for no request of ours")
         self.channels[address].learn(cookie, public)
+        self.answered(req, now)
         if req.cookie_tries < MAX_COOKIE_TRIES:
             req.cookie_tries += 1
             req.attempts -= 1  # a cookie round trip is not a failed attempt
-            self._transmit(req, now)
+            self._transmit(req, now, fresh=True)
         return req
+
+    def answered(self, req: Request, now: float) -> None:
+        """An answer to ``req`` arrived: a round-trip sample, unless it was resent."""
+        if not req.resent and req.sent_at > 0:
+            self.rtt_to(req.address).sample(now - req.sent_at)
 
     def find(self, req_id: int, address: Address) -> Request | None:
         req = self.pending.get(req_id)
@@ -115,11 +138,19 @@ class RequestTracker:
         for req in list(self.pending.values()):
             if now < req.next_send:
                 continue
-            if req.attempts >= self._ctx.config.attempts_before_expiration:
+            cfg = self._ctx.config
+            # Retries follow the round trip; a request is given up only after all its
+            # attempts *and* the whole time budget, so fast retries never make a short
+            # outage fatal.
+            if req.attempts < cfg.attempts_before_expiration:
+                self._transmit(req, now)
+                continue
+            give_up = req.first_sent + cfg.attempts_before_expiration * cfg.secs_to_await_reply
+            if now >= give_up:
                 del self.pending[req.req_id]
                 expired.append(req)
             else:
-                self._transmit(req, now)
+                req.next_send = give_up  # every attempt made: wait out the budget
         return expired
 
     def next_time(self) -> float | None:
