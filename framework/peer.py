@@ -159,7 +159,7 @@ class Peer:
     def send(self, peer_name: str, message: object,
              delivery: Delivery = Delivery.RELIABLE_ORDERED, channel: int = 0) -> int | None:
         """Send ``message`` to a peer of the session; returns the message_id when reliable."""
-        return self._session.send(peer_name, message, delivery, channel)
+        return self._session.messaging.send(peer_name, message, delivery, channel)
 
     def send_reliable_message_to_peer(self, peer_name: str, message: object) -> int:
         """The Godot Holepunch API's reliable message: reliable-ordered on channel 0.

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _MODES = Delivery._value2member_map_
+_FIRST_RELIABLE = Delivery.RELIABLE_UNORDERED
 
 
 def _packet_data(sender: str, to: str, message: object, message_id: int | None,
@@ -59,6 +60,7 @@ class Messaging:
     def __init__(self, ctx: Context, session: Session) -> None:
         self._ctx = ctx
         self._session = session
+        self._encode = ctx.encoder.encode
         self.reset()
 
     def reset(self) -> None:
@@ -72,24 +74,36 @@ class Messaging:
     def send(self, peer_name: str, message: object, delivery: Delivery, channel: int
              ) -> int | None:
         """Queue a message; returns its message_id for reliable deliveries."""
-        if not isinstance(delivery, Delivery):
+        if type(delivery) is not Delivery:
             raise TypeError("delivery must be a framework.Delivery member")
         if type(channel) is not int or not 0 <= channel < USER_CHANNELS:
             raise ValueError(f"channel must be an int from 0 to {USER_CHANNELS - 1}")
-        payload = self._ctx.encoder.encode(message)  # TypeError here, at the call
+        payload = self._encode(message)  # TypeError here, at the call
+        reliable = delivery >= _FIRST_RELIABLE
+        remote = self._session.remotes.get(peer_name)
+        conn = remote.connection if remote is not None else None
+        if conn is not None:  # the hot path: a peer we are connected to directly
+            if not reliable:
+                conn.send(delivery, channel, payload, 0, message)
+                return None
+            message_id = self.next_message_id
+            conn.send(delivery, channel, payload, message_id, message)
+            self.next_message_id = message_id + 1
+            return message_id
+        return self._send_otherwise(peer_name, message, payload, delivery, channel, reliable)
+
+    def _send_otherwise(self, peer_name: str, message: object, payload: bytes,
+                        delivery: Delivery, channel: int, reliable: bool) -> int | None:
+        """A message for another client (through the server player), or a clear error."""
         session = self._session
         if not session.is_connected():
             raise NotConnected("no session: messages can be sent once connected")
         if peer_name == session.name:
             raise ValueError("cannot send a message to yourself")
-        message_id = self.next_message_id if delivery.reliable else None
-        remote = session.remotes.get(peer_name)
-        if remote is not None and remote.connection is not None:
-            remote.connection.send(delivery, channel, payload, message_id or 0, message)
-        elif session.role is Role.CLIENT and peer_name in session.known:
-            self._forward(peer_name, message, payload, delivery, channel, message_id)
-        else:
+        if session.role is not Role.CLIENT or peer_name not in session.known:
             raise NotConnected(f"no peer named {peer_name!r} in this session")
+        message_id = self.next_message_id if reliable else None
+        self._forward(peer_name, message, payload, delivery, channel, message_id)
         if message_id is not None:
             self.next_message_id += 1
         return message_id
