@@ -998,6 +998,9 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if a.write:
         Path(a.write).write_text(text)
+        from tools import bench_rollback  # noqa: PLC0415 - its own section, after ours
+
+        bench_rollback.main(["--write", a.write])
     return 0
 
 
