@@ -163,12 +163,13 @@ def section(cost: dict[str, float], traffic: dict[str, Any], sync: dict[str, Any
         f"{sync['hits']} paddle hits), **{sync['mismatches']} mismatches** | 0 |",
         "",
         "The traffic rows count the rollback messages themselves (msgpack, a bot match "
-        "on a seeded fake link). The engine adds about 23 bytes a datagram (its 12-byte "
-        "header, message framing and the 8-byte authentication tag): at 30 datagrams a "
-        "second that is about 0.7 KB/s more. The headless match at 150 ms and 5% loss "
+        "on a seeded fake link). The engine adds about 31 bytes a datagram (its 6-byte "
+        "clear header, 6 bytes of acks, message framing and the 16-byte AEAD tag): at "
+        "20 datagrams a second that is about 0.6 KB/s more. The headless match at 150 ms "
+        "and 5% loss "
         "(`tests/test_pong_processes.py`) reports the engine's own count, headers "
         "included, in its JSON line (`bytes_out_per_sec`, `bytes_in_per_sec`) and checks "
-        "it stays under 1.5 KB/s each way. Inputs go every second frame, each datagram "
+        "it stays under 1.5 KB/s each way. Inputs go every third frame, each datagram "
         f"repeating every unacknowledged input run-length coded; rollbacks per second: "
         f"host {h['rollbacks_per_sec']:.1f}, client {g['rollbacks_per_sec']:.1f}, the "
         f"longest {max(h['max_rollback'], g['max_rollback'])} frames; desyncs: "
