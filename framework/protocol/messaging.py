@@ -1,5 +1,5 @@
 """Traffic of connected peers: user messages, engine messages on the system channel,
-messages between clients through the server player, leaving.
+leaving. Messages between clients through the server player are in forwarding.py.
 
 Every value here came out of an authenticated datagram, and is still checked before it
 is used: a peer holding valid keys may send any plaintext at all.
@@ -11,15 +11,15 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from . import events as ev
-from .connection import Connection
-from .constants import DISCONNECT_COPIES, FORWARD_MEMORY, MAX_REASON, SYSTEM_CHANNEL, USER_CHANNELS
+from .constants import DISCONNECT_COPIES, MAX_REASON, SYSTEM_CHANNEL, USER_CHANNELS
 from .context import Context
 from .delivery import Delivery
-from .errors import MessageTooLarge, NotConnected, ProtocolError
+from .errors import NotConnected, ProtocolError
+from .forwarding import Forwarding, packet_data
 from .names import is_valid_name
 from .peers import Known, Remote, RemoteState, Role, Route
 from .records import Delivered, Group
-from .values import decode_value, encode_value
+from .values import encode_value
 from .wire import (
     SYS_BYE,
     SYS_FORWARD,
@@ -41,19 +41,6 @@ _MODES = Delivery._value2member_map_
 _FIRST_RELIABLE = Delivery.RELIABLE_UNORDERED
 
 
-def _packet_data(sender: str, to: str, message: object, message_id: int | None,
-                 channel: int | None = None, delivery: Delivery | None = None
-                 ) -> dict[str, Any]:
-    data: dict[str, Any] = {"from": sender, "to": to, "message": message}
-    if message_id is not None:
-        data["message_id"] = message_id
-    if channel is not None:
-        data["channel"] = channel
-    if delivery is not None:
-        data["delivery"] = delivery
-    return data
-
-
 class Messaging:
     """Connected peers: their datagrams, engine messages, forwarding between clients."""
 
@@ -61,13 +48,12 @@ class Messaging:
         self._ctx = ctx
         self._session = session
         self._encode = ctx.encoder.encode
+        self.forwarding = Forwarding(ctx, session)
         self.reset()
 
     def reset(self) -> None:
         self.next_message_id = 1
-        self._seq_counters: dict[tuple[str, int], int] = {}
-        self._latest_forwarded: dict[tuple[str, int], int] = {}
-        self._forwarded: dict[int, object] = {}  # message_id -> message, to other clients
+        self.forwarding.reset()
 
     # --- sending ---------------------------------------------------------------------
 
@@ -103,34 +89,10 @@ class Messaging:
         if session.role is not Role.CLIENT or peer_name not in session.known:
             raise NotConnected(f"no peer named {peer_name!r} in this session")
         message_id = self.next_message_id if reliable else None
-        self._forward(peer_name, message, payload, delivery, channel, message_id)
+        self.forwarding.send(peer_name, message, payload, delivery, channel, message_id)
         if message_id is not None:
             self.next_message_id += 1
         return message_id
-
-    def _forward(self, to: str, message: object, payload: bytes, delivery: Delivery,
-                 channel: int, message_id: int | None) -> None:
-        host = self._host_connection()
-        if message_id is None:  # sequenced: a counter lets the receiver drop stale ones
-            key = (to, channel)
-            message_id = self._seq_counters.get(key, 0)
-            self._seq_counters[key] = message_id + 1
-        body = encode_value([SYS_FORWARD, to, int(delivery), channel, message_id, payload])
-        if delivery.reliable:
-            host.send(Delivery.RELIABLE_ORDERED, SYSTEM_CHANNEL, body, message_id,
-                      ("user", to, message, message_id), expires=True)
-            # Kept (a bounded while) so that a failure notice can name the message itself.
-            self._forwarded[message_id] = message
-            if len(self._forwarded) > FORWARD_MEMORY:
-                del self._forwarded[next(iter(self._forwarded))]
-        else:
-            host.send(Delivery.UNRELIABLE, SYSTEM_CHANNEL, body)
-
-    def _host_connection(self) -> Connection:
-        host = self._session.remotes.get(self._session.server_name or "")
-        if host is None or host.connection is None:
-            raise NotConnected("not connected to the server player")
-        return host.connection
 
     def send_disconnect(self, remote: Remote, reason: str, now: float) -> None:
         """Tell a peer we are leaving: a few encrypted copies, sent at once."""
@@ -217,15 +179,6 @@ class Messaging:
                 events.append(unreliable({"from": sender, "to": me, "message": d.value,
                                           "channel": channel, "delivery": d.mode}))
 
-    def _deliver_user(self, sender: str, value: object, message_id: int | None, channel: int,
-                      mode: Delivery) -> None:
-        data = _packet_data(sender, self._session.name or "", value,
-                            message_id if mode.reliable else None, channel, mode)
-        if mode.reliable:
-            self._ctx.emit(ev.ReceivedReliableMessageFromPeer(data))
-        else:
-            self._ctx.emit(ev.ReceivedUnreliableMessageFromPeer(data))
-
     def _on_system(self, remote: Remote, d: Delivered, route: Route, now: float) -> None:
         msg = d.value
         if type(msg) is not list or not msg or type(msg[0]) is not int:
@@ -237,13 +190,13 @@ class Messaging:
         if kind == SYS_PEERS and role is Role.CLIENT and n == 2:
             self._on_peer_list(msg[1])
         elif kind == SYS_FORWARD and role is Role.SERVER and n == 6:
-            self._on_forward(remote, msg)
+            self.forwarding.on_forward(remote, msg)
         elif kind == SYS_FORWARDED and role is Role.CLIENT and n == 6:
-            self._on_forwarded(msg)
+            self.forwarding.on_forwarded(msg)
         elif kind == SYS_BYE and n == 2:
             self._on_bye(remote, msg[1])
         elif kind == SYS_FORWARD_FAILED and role is Role.CLIENT and n == 3:
-            self._on_forward_failed(msg[1], msg[2])
+            self.forwarding.on_failed(msg[1], msg[2])
         elif kind == SYS_PATH_CHALLENGE and n == 2:
             self._session.paths.on_challenge(remote, msg[1], route, now)
         elif kind == SYS_PATH_RESPONSE and n == 2:
@@ -262,14 +215,6 @@ class Messaging:
         else:
             session.remove(remote)
 
-    def _on_forward_failed(self, message_id: object, to: object) -> None:
-        if type(message_id) is not int or not is_valid_name(to):
-            raise ProtocolError("malformed forward failure")
-        assert isinstance(to, str)
-        message = self._forwarded.pop(message_id, None)
-        self._ctx.emit(ev.ReliableMessageTimeout(_packet_data(
-            self._session.name or "", to, message, message_id)))
-
     def _on_peer_list(self, entries: Any) -> None:
         if type(entries) is not list or len(entries) > 256:
             raise ProtocolError("malformed peer list")
@@ -282,55 +227,6 @@ class Messaging:
                 known[e[0]] = Known(e[0], (e[1], e[2]))
         session.known = known
         session.peers_changed()
-
-    def _on_forward(self, remote: Remote, msg: list[Any]) -> None:
-        _, to, mode, channel, message_id, payload = msg
-        if (type(mode) is not int or mode not in _MODES or not is_valid_name(to)
-                or type(channel) is not int or not 0 <= channel < USER_CHANNELS
-                or type(message_id) is not int or type(payload) is not bytes):
-            raise ProtocolError("malformed forward")
-        delivery = Delivery(mode)
-        session = self._session
-        if to == session.name:
-            value = decode_value(payload)
-            self._deliver_user(remote.name, value, message_id, channel, delivery)
-            return
-        target = session.remotes.get(to)
-        if target is None or target.connection is None:
-            if delivery.reliable:
-                self._forward_failed(remote.name, message_id, to)
-            return
-        body = encode_value([SYS_FORWARDED, remote.name, mode, channel, message_id, payload])
-        try:
-            if delivery.reliable:
-                target.connection.send(Delivery.RELIABLE_ORDERED, SYSTEM_CHANNEL, body, 0,
-                                       ("forward", remote.name, message_id, to), expires=True)
-            else:
-                target.connection.send(Delivery.UNRELIABLE, SYSTEM_CHANNEL, body)
-        except MessageTooLarge:
-            if delivery.reliable:
-                self._forward_failed(remote.name, message_id, to)
-
-    def _forward_failed(self, origin: str, message_id: int, to: str) -> None:
-        remote = self._session.remotes.get(origin)
-        if remote is not None and remote.connection is not None:
-            remote.connection.send(Delivery.RELIABLE_ORDERED, SYSTEM_CHANNEL,
-                                   encode_value([SYS_FORWARD_FAILED, message_id, to]), 0, None)
-
-    def _on_forwarded(self, msg: list[Any]) -> None:
-        _, sender, mode, channel, message_id, payload = msg
-        if (not is_valid_name(sender) or type(mode) is not int or mode not in _MODES
-                or type(channel) is not int or not 0 <= channel < USER_CHANNELS
-                or type(message_id) is not int or type(payload) is not bytes):
-            raise ProtocolError("malformed forwarded message")
-        delivery = Delivery(mode)
-        if delivery is Delivery.UNRELIABLE_SEQUENCED:
-            key = (sender, channel)
-            latest = self._latest_forwarded.get(key)
-            if latest is not None and message_id <= latest:
-                return
-            self._latest_forwarded[key] = message_id
-        self._deliver_user(sender, decode_value(payload), message_id, channel, delivery)
 
     # --- time ------------------------------------------------------------------------
 
@@ -358,14 +254,14 @@ class Messaging:
         ctx = group.message
         me = self._session.name or ""
         if group.channel != SYSTEM_CHANNEL:
-            self._ctx.emit(ev.ReliableMessageTimeout(_packet_data(
+            self._ctx.emit(ev.ReliableMessageTimeout(packet_data(
                 me, remote.name, group.message, group.message_id)))
         elif isinstance(ctx, tuple) and ctx[0] == "user":
             # A message we sent to another client through the server player.
             _, to, message, message_id = ctx
-            self._ctx.emit(ev.ReliableMessageTimeout(_packet_data(me, to, message,
+            self._ctx.emit(ev.ReliableMessageTimeout(packet_data(me, to, message,
                                                                   message_id)))
         elif isinstance(ctx, tuple) and ctx[0] == "forward":
             # We are the server player and could not pass a client's message on.
             _, origin, message_id, to = ctx
-            self._forward_failed(origin, message_id, to)
+            self.forwarding.failed(origin, message_id, to)
