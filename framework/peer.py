@@ -19,11 +19,13 @@ from typing import Any
 import pygame
 
 from . import events as pg_events
+from .portmap import PortMapper
 from .protocol import events as ev
 from .protocol.addresses import Address
 from .protocol.config import Config
 from .protocol.constants import MAX_READS_PER_TICK, SOCKET_BUFFER
 from .protocol.delivery import Delivery
+from .protocol.portmap.common import MappingEstablished, MappingLost
 from .protocol.session import Session
 from .protocol.simulator import NetworkSimulator
 from .protocol.stats import PeerStats
@@ -69,6 +71,7 @@ class Peer:
         self._bound: Address | None = None
         sim = self.config.simulation
         self._sim: NetworkSimulator[Address] | None = NetworkSimulator(sim) if sim.active else None
+        self._mapper: PortMapper | None = None
         self._now = time.monotonic()
         self.datagrams_sent = 0
         self.datagrams_received = 0
@@ -91,6 +94,7 @@ class Peer:
         lan = self._bind(local, hs)
         self._session.init_server(hs, lan, server_name, password or None, self._clock(),
                                   handshake_key)
+        self._start_port_mapping(lan)
         self._flush()
 
     def init_client(self, handshake_address: Sequence[Any], local_address: Sequence[Any],
@@ -103,6 +107,7 @@ class Peer:
         lan = self._bind(local, hs)
         self._session.init_client(hs, lan, user_name, server_name, password or None,
                                   self._clock(), handshake_key)
+        self._start_port_mapping(lan)
         self._flush()
 
     @staticmethod
@@ -188,9 +193,13 @@ class Peer:
         self._flush(bypass_simulator=True)
 
     def close(self) -> None:
-        """Quit and release the socket."""
+        """Quit, remove the port mapping if one was made, and release the socket."""
         self.quit_connection()
         self._emit_pending()
+        if self._mapper is not None:
+            self._mapper.close(self._now)  # the deletions leave now; nothing waits for them
+            self._mapper.shutdown()
+            self._mapper = None
         if self._sock is not None:
             self._sock.close()
             self._sock = None
@@ -275,9 +284,39 @@ class Peer:
                 if emit:
                     session.add_event(ev.PacketReceived(_describe(data, address)))
                 session.receive_datagram(data, address, now)
+        if self._mapper is not None:
+            self._tick_port_mapping(now)
         session.handle_timer(now)
         self._flush()
         return self._emit_pending()
+
+    # --- port mapping (Config.port_mapping) -----------------------------------------------
+
+    def _start_port_mapping(self, lan: Address) -> None:
+        if not self.config.port_mapping:
+            return
+        if self._mapper is None or self._mapper.internal_port != lan[1]:
+            if self._mapper is not None:
+                self._mapper.close(self._now)
+                self._mapper.shutdown()
+            self._mapper = PortMapper(lan[1])
+        elif self._mapper.external_address is not None:  # a new session, the same mapping
+            self._session.set_mapped_address(self._mapper.external_address, self._now)
+
+    def _tick_port_mapping(self, now: float) -> None:
+        mapper = self._mapper
+        assert mapper is not None
+        mapper.tick(now)
+        while (event := mapper.next_event()) is not None:
+            if isinstance(event, MappingEstablished):
+                self._session.set_mapped_address(event.external, now)
+            elif isinstance(event, MappingLost):
+                self._session.set_mapped_address(None, now)
+
+    @property
+    def mapped_address(self) -> Address | None:
+        """The public address our router forwards to us (``Config(port_mapping=True)``)."""
+        return self._mapper.external_address if self._mapper is not None else None
 
     def _clock(self, now: float | None = None) -> float:
         self._now = time.monotonic() if now is None else now

@@ -141,6 +141,7 @@ class Agent:
             "attempts_before_expiration": args.attempts,
             "secs_between_reg_refresh": args.reg_refresh,
             "secs_reg_valid": args.reg_valid,
+            "port_mapping": True if args.port_mapping else None,
         }
         known = {f.name for f in dataclasses.fields(Config)}
         cfg = {k: v for k, v in overrides.items() if v is not None and k in known}
@@ -366,6 +367,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--attempts", type=int, default=None)
     p.add_argument("--reg-refresh", type=float, default=None)
     p.add_argument("--reg-valid", type=float, default=None)
+    p.add_argument("--port-mapping", action="store_true",
+                   help="Config(port_mapping=True): ask the router for a mapping")
     return p.parse_args(argv)
 
 

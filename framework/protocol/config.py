@@ -29,6 +29,10 @@ class Config:
     #: A game that reads ``tick()``'s list sets this to False and sees every event once;
     #: one that reads ``pygame.event.get()`` keeps the default and ignores the list.
     post_events: bool = True
+    #: Ask this machine's router for a port mapping (PCP, NAT-PMP or UPnP IGD) when a
+    #: session starts, offer the mapped address to the other players, renew it, and
+    #: remove it on close(). Off by default: it talks to your router and opens a port.
+    port_mapping: bool = False
 
     # --- network simulator (all off by default) ---
     #: Fraction of outgoing datagrams dropped.

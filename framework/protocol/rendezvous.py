@@ -36,11 +36,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def own_candidates(lan: Address) -> list[list[Any]]:
-    """Our addresses besides the public one the handshake server sees."""
+def own_candidates(lan: Address, mapped: Address | None = None) -> list[list[Any]]:
+    """Our addresses besides the public one the handshake server sees: the LAN address
+    (when it is in a local range) and a port mapping of our router (when we have one)."""
+    out: list[list[Any]] = []
     if lan[1] and is_local_address(lan[0]):
-        return [[lan[0], lan[1], int(CandidateKind.LAN)]]
-    return []
+        out.append([lan[0], lan[1], int(CandidateKind.LAN)])
+    if mapped is not None:
+        out.append([mapped[0], mapped[1], int(CandidateKind.MAPPED)])
+    return out
 
 
 class Rendezvous:
@@ -63,13 +67,34 @@ class Rendezvous:
         self.next_refresh = 0.0
         self._join: Request | None = None
         self._register_fields: list[Any] = []
+        self.lan: Address = ("", 0)
+        self.mapped: Address | None = None
         self.tracker.drop(lambda q: q.kind is not HsKind.LIST)
 
     @property
     def usable(self) -> bool:
         return self.address is not None and not self.dropped
 
-    def begin(self, address: Address, pinned: str | None) -> None:
+    @property
+    def candidates(self) -> list[list[Any]]:
+        return own_candidates(self.lan, self.mapped)
+
+    def update_candidates(self, now: float) -> None:
+        """Our candidates changed (a port mapping came or went): tell the server."""
+        if not self.usable:
+            return
+        if self._register_fields:
+            # Registered or not yet answered: register again from the same address (the
+            # same token), so the server holds the new candidates whatever was in flight.
+            self._register_fields = [*self._register_fields]
+            self._register_fields[1] = self.candidates
+            assert self.address is not None
+            self.tracker.start(HsKind.REGISTER, self._register_fields, self.address, now)
+        if self._join is not None:
+            self._join.fields[2] = self.candidates  # the JOIN is repeated until joined
+
+    def begin(self, address: Address, pinned: str | None, lan: Address) -> None:
+        self.lan = lan
         self.address = address
         self.tracker.open_channel(address, pinned)
 

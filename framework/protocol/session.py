@@ -38,7 +38,7 @@ from .names import normalize_name
 from .paths import Paths
 from .peers import Departures, Known, PathKind, Remote, RemoteState, Role, Route
 from .punching import Punching
-from .rendezvous import Rendezvous, own_candidates
+from .rendezvous import Rendezvous
 from .wire import Kind, peek_kind
 
 log = logging.getLogger(__name__)
@@ -111,9 +111,9 @@ class Session:
         self.role = Role.SERVER
         self.name = self.server_name = name
         self.password = password or None
-        self.rendezvous.begin(handshake, _pin(handshake_key))
+        self.rendezvous.begin(handshake, _pin(handshake_key), lan)
         self._set_phase(Phase.REGISTERING)
-        self.rendezvous.register(name, own_candidates(lan), self.password is not None,
+        self.rendezvous.register(name, self.rendezvous.candidates, self.password is not None,
                                  now)
 
     def init_client(self, handshake: Address, lan: Address, user_name: str, server_name: str,
@@ -129,9 +129,17 @@ class Session:
         self.role = Role.CLIENT
         self.name, self.server_name = name, server
         self.password = password or None
-        self.rendezvous.begin(handshake, _pin(handshake_key))
+        self.rendezvous.begin(handshake, _pin(handshake_key), lan)
         self._set_phase(Phase.JOINING)
-        self.rendezvous.join(server, name, own_candidates(lan), now)
+        self.rendezvous.join(server, name, self.rendezvous.candidates, now)
+
+    def set_mapped_address(self, address: Address | None, now: float) -> None:
+        """A port mapping of our router (or its loss): offered to the players we meet."""
+        if address == self.rendezvous.mapped:
+            return
+        log.info("port mapping: %s", address)
+        self.rendezvous.mapped = address
+        self.rendezvous.update_candidates(now)
 
     def _start_check(self, name: str, handshake_key: str | None) -> str:
         if self.phase is not Phase.IDLE:
