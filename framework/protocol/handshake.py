@@ -207,7 +207,6 @@ class Handshakes:
             session.fail(f"wrong password for {remote.name!r}", reason="wrong password")
             return
         hs.keys = keys
-        hs.confirmed = True
         if not remote.resent and remote.sent_at > 0:
             remote.rtt.sample(now - remote.sent_at)
         remote.sent_at, remote.tries = 0.0, 0  # the AUTH is a new exchange (Karn)
@@ -267,10 +266,14 @@ class Handshakes:
         self.connect(remote, now)
         session.on_welcomed(remote)
 
+    @staticmethod
+    def _reject_tag(remote: Remote, client_share: bytes, code: int, retry_ms: int) -> bytes:
+        return mac(remote.intro_key, b"reject", client_share, code.to_bytes(2, "big"),
+                   retry_ms.to_bytes(4, "big"))
+
     def _reject(self, remote: Remote, client_share: bytes, code: ErrorCode, route: Route,
                 retry_ms: int = 0) -> None:
-        tag = mac(remote.intro_key, b"reject", client_share, int(code).to_bytes(2, "big"),
-                  retry_ms.to_bytes(4, "big"))
+        tag = self._reject_tag(remote, client_share, int(code), retry_ms)
         self._ctx.send_on(encode_control(Kind.REJECT, [int(code), retry_ms, tag]), route)
 
     def _on_reject(self, fields: list[Any], route: Route, now: float) -> None:
@@ -280,8 +283,7 @@ class Handshakes:
         if (session.role is not Role.CLIENT or remote is None or remote.route != route
                 or remote.handshake is None):
             raise ProtocolError("unexpected REJECT")
-        expected = mac(remote.intro_key, b"reject", remote.handshake.key.public,
-                       int(code).to_bytes(2, "big"), int(retry_ms).to_bytes(4, "big"))
+        expected = self._reject_tag(remote, remote.handshake.key.public, code, retry_ms)
         if not verify_mac(expected, tag):
             raise ProtocolError("REJECT that the server player did not make")
         if code == ErrorCode.BUSY:

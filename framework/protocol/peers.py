@@ -79,7 +79,6 @@ class Handshake:
     client_pake: bytes = b""
     keys: SessionKeys | None = None
     challenge: bytes = b""  # the server player's CHALLENGE, resent for a repeated HELLO
-    confirmed: bool = False  # client: the server player proved the same keys
     guess_held: str | None = None  # server player: prefix whose guess token this holds
 
 

@@ -36,7 +36,7 @@ from .handshake import Handshakes
 from .messaging import Messaging
 from .names import normalize_name
 from .paths import Paths
-from .peers import Departures, Known, PathKind, Remote, RemoteState, Role, Route
+from .peers import Departures, Known, Remote, RemoteState, Role, Route
 from .punching import Punching
 from .rendezvous import Rendezvous
 from .wire import Kind, peek_kind
@@ -293,10 +293,6 @@ class Session:
     def connection(self, peer_name: str) -> Connection | None:
         remote = self.remotes.get(peer_name)
         return remote.connection if remote is not None else None
-
-    def path_of(self, peer_name: str) -> PathKind | None:
-        remote = self.remotes.get(peer_name)
-        return remote.path if remote is not None else None
 
     @property
     def handshake_fingerprint(self) -> str | None:

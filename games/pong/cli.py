@@ -7,6 +7,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from framework.protocol.addresses import Address as Address  # noqa: PLC0414 - re-exported
 from framework.protocol.crypto import normalize_fingerprint
 
 DEFAULT_HANDSHAKE = ("127.0.0.1", 5160)
@@ -14,7 +15,6 @@ DEFAULT_LOCAL = ("0.0.0.0", 0)
 DEFAULT_POINTS = 11
 DEFAULT_HEADLESS_TIMEOUT = 900.0  # s; a headless run must end even if nobody comes
 
-Address = tuple[str, int]
 
 EXIT_OK = 0
 EXIT_CANNOT_CONNECT = 1

@@ -14,9 +14,10 @@ import logging
 import random
 from dataclasses import dataclass
 
+from ..addresses import Address as Address  # noqa: PLC0414 - re-exported
+
 log = logging.getLogger(__name__)
 
-Address = tuple[str, int]
 
 
 class MappingState(enum.Enum):
