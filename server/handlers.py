@@ -73,9 +73,9 @@ class Requests:
 
     def _register(self, rid: int, f: list[Any], source: Address, share: bytes, size: int,
                   now: float) -> list[Reply]:
-        name, reported, password_required, secs, _pad = f
+        name, reported, password_required, secs, generation, _pad = f
         result = self.registry.register(name, source, candidates_of(source, reported),
-                                        password_required, secs, share, now)
+                                        password_required, secs, share, now, generation)
         if isinstance(result, ErrorCode):
             return self._error(share, rid, result, source)
         reg, new = result

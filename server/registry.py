@@ -39,6 +39,9 @@ class Registration:
     share: bytes
     expires: float
     valid: float  # seconds granted, renewed by each refresh
+    #: The host's count of candidate changes: an older REGISTER arriving late (a resend,
+    #: a network copy) renews the registration but never brings back older candidates.
+    generation: int = 0
 
 
 def looks_of(name: str) -> tuple[str, ...]:
@@ -67,8 +70,8 @@ class Registry:
         return reg if reg is not None and reg.expires > now else None
 
     def register(self, name: str, source: Address, candidates: list[Candidate],
-                 password_required: bool, secs: float, share: bytes, now: float
-                 ) -> tuple[Registration, bool] | ErrorCode:
+                 password_required: bool, secs: float, share: bytes, now: float,
+                 generation: int = 0) -> tuple[Registration, bool] | ErrorCode:
         """A new registration (True), the same one renewed (same address: same token),
         or why not. ``name`` is in normal form already (the wire's schema)."""
         cfg = self._config
@@ -77,8 +80,11 @@ class Registry:
         if reg is not None and reg.expires > now:
             if reg.public != source:
                 return ErrorCode.NAME_TAKEN
-            # The same host again (our answer was lost, or it moved to a new channel key).
-            reg.candidates = candidates
+            # The same host again (our answer was lost, its candidates changed, or it
+            # moved to a new channel key: a new session, whose generations start over).
+            if share != reg.share or generation >= reg.generation:
+                reg.candidates = candidates
+                reg.generation = generation
             reg.password_required = password_required
             reg.share = share
             reg.valid = valid
@@ -98,7 +104,7 @@ class Registry:
                 or self._per_prefix[prefix] >= cfg.max_registrations_per_ip):
             return ErrorCode.TOO_MANY
         reg = Registration(name, source, prefix, looks, candidates, self._random(TOKEN_SIZE),
-                           password_required, share, now + valid, valid)
+                           password_required, share, now + valid, valid, generation)
         self.by_name[name] = reg
         for look in looks:
             self._by_look[look] = name

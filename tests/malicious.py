@@ -474,7 +474,7 @@ def gen_hs_body(r: Reader, kinds: Sequence[int], rid: int) -> bytes:
     fields: list[Any]
     if kind == HsKind.REGISTER:
         fields = [gen_name(r), gen_candidates(r), r.one_in(2), r.pick((10.0, 60, 0, 1e6, -1)),
-                  bytes(r.pick((0, 300)))]
+                  gen_int(r), bytes(r.pick((0, 300)))]
     elif kind == HsKind.REFRESH or kind == HsKind.UNREGISTER:
         fields = [gen_name(r), r.take(16), b""]
     elif kind == HsKind.JOIN:

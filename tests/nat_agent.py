@@ -32,6 +32,7 @@ import contextlib
 import dataclasses
 import importlib
 import json
+import logging
 import os
 import select
 import signal
@@ -374,6 +375,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    # The engine's own log (INFO: phases, paths, port mappings) goes to stderr, which the
+    # tests show when something fails.
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(relativeCreated)8.0f %(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")

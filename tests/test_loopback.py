@@ -250,7 +250,7 @@ def test_ten_thousand_hostile_datagrams_change_nothing() -> None:
         channel.learn(bytes(16), KeyPair.generate(random.Random(8).randbytes).public)
         captured = [
             encode_cookie_request(1),
-            channel.seal(HsKind.REGISTER, 1, ["evil", [], False, 60.0], REQUEST_SIZE),
+            channel.seal(HsKind.REGISTER, 1, ["evil", [], False, 60.0, 0], REQUEST_SIZE),
             channel.seal(HsKind.JOIN, 2, ["target", "evil", [], ], REQUEST_SIZE),
             channel.seal(HsKind.LIST, 3, [""], REQUEST_SIZE),
             channel.seal(HsKind.REFRESH, 4, ["target", bytes(16)], REQUEST_SIZE),

@@ -70,7 +70,7 @@ def error(r: Opened) -> ErrorCode:
 
 def register(p: HsPeer, name: str, now: float = 0.0,
              candidates: list[list[Any]] | None = None) -> Opened:
-    return p.ask_one(HsKind.REGISTER, [name, candidates or [], False, 60.0], now)
+    return p.ask_one(HsKind.REGISTER, [name, candidates or [], False, 60.0, 0], now)
 
 
 def read_list(p: HsPeer, size: int = LIST_REQUEST_SIZE, now: float = 0.0) -> list[str]:
@@ -119,7 +119,7 @@ def test_no_reply_of_any_kind_is_larger_than_its_request() -> None:
     host_lan = [*long_lan[:2], [host_ip, 1, MAPPED]]
     token = register(host, game, candidates=host_lan).fields[0]
     register(host, game, candidates=host_lan)  # the same again
-    client.ask(HsKind.REGISTER, [game, [], False, 60.0])  # NAME_TAKEN
+    client.ask(HsKind.REGISTER, [game, [], False, 60.0, 0])  # NAME_TAKEN
     host.ask(HsKind.REFRESH, [game, token])
     client.ask(HsKind.REFRESH, [game, token])  # NOT_REGISTERED
     intro = client.ask_one(HsKind.JOIN, [game, user, long_lan])
@@ -142,7 +142,7 @@ def test_no_reply_of_any_kind_is_larger_than_its_request() -> None:
     register(n.peer(A), "g", candidates=long_lan)
     stingy_asks: list[tuple[HsKind, list[Any]]] = [
         (HsKind.JOIN, ["g", "u", []]), (HsKind.LIST, [""]),
-        (HsKind.REGISTER, ["h", [], False, 60.0])]
+        (HsKind.REGISTER, ["h", [], False, 60.0, 0])]
     for kind, fields in stingy_asks:
         stingy.ask(kind, fields, size=1)
     assert all(reply <= request for request, reply in stingy.exchanges)
@@ -223,7 +223,7 @@ def test_look_alike_names_are_refused() -> None:
     dropped = n.core.stats.dropped
     for bad in ["\u0430rena", "are\u200bna", "arena\u3164", FULLWIDTH, "arena\u202e"]:
         assert not is_valid_name(bad)
-        assert other.ask(HsKind.REGISTER, [bad, [], False, 60.0]) == []
+        assert other.ask(HsKind.REGISTER, [bad, [], False, 60.0, 0]) == []
         assert other.ask(HsKind.JOIN, ["arena", bad, []]) == []
     assert n.core.stats.dropped == dropped + 10
     assert read_list(n.peer(C)) == ["Ill", "arena", "hello"]
@@ -337,7 +337,7 @@ def test_spoofed_sources_get_a_cookie_and_cause_no_key_work() -> None:
     assert peek_kind(reply) is Kind.COOKIE and to == B and len(reply) < len(data)
     assert n.core.stats.dropped == 0
     spoofer.channel.learn(victim.channel.cookie, n.key.public)
-    requests: list[tuple[HsKind, list[Any]]] = [(HsKind.REGISTER, ["arena", [], False, 60.0]),
+    requests: list[tuple[HsKind, list[Any]]] = [(HsKind.REGISTER, ["arena", [], False, 60.0, 0]),
                                                 (HsKind.JOIN, ["arena", "x", []])]
     for kind, fields in requests:
         [(reply, _)] = spoofer.send(spoofer.seal(kind, fields))
@@ -359,7 +359,7 @@ def raw_sealed(n: HsNet, cookie: bytes, plaintext: bytes, rid: int = 1,
 
 
 VALID: dict[HsKind, list[Any]] = {
-    HsKind.REGISTER: ["arena", [["10.0.0.1", 1, LAN]], False, 60.0],
+    HsKind.REGISTER: ["arena", [["10.0.0.1", 1, LAN]], False, 60.0, 0],
     HsKind.REFRESH: ["arena", bytes(TOKEN_SIZE)],
     HsKind.UNREGISTER: ["arena", bytes(TOKEN_SIZE)],
     HsKind.JOIN: ["arena", "alice", []],

@@ -48,7 +48,7 @@ def net(**kw: Any) -> HsNet:
 def register(p: HsPeer, name: str, now: float = 0.0, pw: bool = False,
              candidates: list[list[Any]] | None = None, secs: float = 60.0) -> bytes:
     r = p.ask_one(HsKind.REGISTER, [name, candidates if candidates is not None else
-                                    [["10.0.0.5", 7000, LAN]], pw, secs], now)
+                                    [["10.0.0.5", 7000, LAN]], pw, secs, 0], now)
     assert r.kind is HsKind.REGISTERED and r.to == p.address
     assert r.fields[1:3] == [p.address[0], p.address[1]]  # as the server saw it
     token = r.fields[0]
@@ -66,7 +66,7 @@ def test_register_refresh_unregister_need_the_token_and_address() -> None:
     a, b = n.peer(A), n.peer(B)
     token = register(a, "arena")
     assert register(a, "arena") == token  # a repeat from the registrant: same token
-    assert error(b.ask_one(HsKind.REGISTER, ["arena", [], False, 60.0])) is ErrorCode.NAME_TAKEN
+    assert error(b.ask_one(HsKind.REGISTER, ["arena", [], False, 60.0, 0])) is ErrorCode.NAME_TAKEN
     # knowing the name is not enough: a stranger cannot refresh or drop it
     assert error(b.ask_one(HsKind.REFRESH, ["arena", token])) is ErrorCode.NOT_REGISTERED
     assert error(a.ask_one(HsKind.REFRESH, ["arena", bytes(TOKEN_SIZE)])) is \
@@ -109,19 +109,19 @@ def test_caps_in_total_and_per_prefix() -> None:
     for i in range(3):
         register(n.peer(("198.51.100.1", 1000 + i)), f"a{i}")
     late = n.peer(("198.51.100.1", 2000))
-    assert error(late.ask_one(HsKind.REGISTER, ["a3", [], False, 60.0])) is ErrorCode.TOO_MANY
+    assert error(late.ask_one(HsKind.REGISTER, ["a3", [], False, 60.0, 0])) is ErrorCode.TOO_MANY
     register(n.peer(("198.51.100.2", 1)), "b0")
     register(n.peer(("198.51.100.3", 1)), "b1")
     full = n.peer(("198.51.100.4", 1))
-    assert error(full.ask_one(HsKind.REGISTER, ["b2", [], False, 60.0])) is ErrorCode.TOO_MANY
+    assert error(full.ask_one(HsKind.REGISTER, ["b2", [], False, 60.0, 0])) is ErrorCode.TOO_MANY
     assert len(n.core.registrations) == 5
 
 
 def test_validity_is_clamped() -> None:
     n = net()
-    r = n.peer(A).ask_one(HsKind.REGISTER, ["short", [], False, 0.001])
+    r = n.peer(A).ask_one(HsKind.REGISTER, ["short", [], False, 0.001, 0])
     assert r.fields[3] == ServerConfig.min_reg_valid
-    r = n.peer(B).ask_one(HsKind.REGISTER, ["long", [], False, 99999.0])
+    r = n.peer(B).ask_one(HsKind.REGISTER, ["long", [], False, 99999.0, 0])
     assert r.fields[3] == ServerConfig.max_reg_valid
 
 
@@ -145,6 +145,29 @@ def test_join_introduces_both_sides_with_checked_candidates() -> None:
     user, cands, pw, token2, _ = to_host.fields
     assert user == "alice" and pw is True and token2 == token and len(token) == JOIN_TOKEN_SIZE
     assert cands == [[B[0], B[1], PUBLIC], ["192.168.0.9", 6000, LAN]]
+
+
+def test_an_older_register_arriving_late_never_brings_back_older_candidates() -> None:
+    n = net()
+    host = n.peer(A)
+    old = [["10.0.0.5", 7000, LAN]]
+    new = [*old, [A[0], 7001, MAPPED]]  # a port mapping made since
+    ask = host.ask_one
+    assert ask(HsKind.REGISTER, ["arena", new, False, 60.0, 1]).kind is HsKind.REGISTERED
+    # a copy (or resend) of the first REGISTER, delivered after the second
+    assert ask(HsKind.REGISTER, ["arena", old, False, 60.0, 0]).kind is HsKind.REGISTERED
+    [intro] = n.peer(B).ask(HsKind.JOIN, ["arena", "alice", []])
+    assert intro.fields[1][-1] == [A[0], 7001, MAPPED]
+    # the mapping is lost: a newer generation without it is taken
+    assert ask(HsKind.REGISTER, ["arena", old, False, 60.0, 2]).kind is HsKind.REGISTERED
+    [intro] = n.peer(B).ask(HsKind.JOIN, ["arena", "alice", []])
+    assert intro.fields[1] == [[A[0], A[1], PUBLIC], *old]
+    # a new session from the same address (a new channel key) counts from 0 again
+    restarted = n.peer(A)
+    assert restarted.ask_one(HsKind.REGISTER, ["arena", new, False, 60.0, 0]).kind \
+        is HsKind.REGISTERED
+    [intro] = n.peer(B).ask(HsKind.JOIN, ["arena", "alice", []])
+    assert intro.fields[1][-1] == [A[0], 7001, MAPPED]
 
 
 def test_join_errors_go_to_the_asker_only() -> None:

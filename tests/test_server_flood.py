@@ -123,7 +123,7 @@ def test_a_sealed_client_is_served_while_the_server_is_flooded(tmp_path: Path) -
             time.sleep(1.0)  # the flood is on
             client = Client(hs, pinned=fp)
             lan = [["192.168.1.2", 5000, int(CandidateKind.LAN)]]
-            kind, f = client.ask(HsKind.REGISTER, ["under-fire", lan, True, 60.0])
+            kind, f = client.ask(HsKind.REGISTER, ["under-fire", lan, True, 60.0, 0])
             assert kind is HsKind.REGISTERED
             kind, f = client.ask(HsKind.LIST, [""])
             assert kind is HsKind.LIST_REPLY and ["under-fire", True] in f[0]

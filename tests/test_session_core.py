@@ -440,6 +440,49 @@ def test_relay_when_punching_fails_then_direct_when_a_path_opens() -> None:
     assert net.hs.stats.relayed_packets == relayed  # nothing goes through the server now
 
 
+def test_a_port_mapping_made_after_the_join_still_reaches_the_client() -> None:
+    """The host's router answers its mapping request only after a client was introduced
+    (and a copy of the REGISTER without the mapping arrives last): the client learns the
+    mapped address from its repeated JOIN and connects through it."""
+    net = FakeNet(SimSettings(latency=0.02, seed=5), server_config=ServerConfig(relay=False))
+    host = net.add()
+    public = net.addr(host)
+    mapped = (public[0], public[1] + 1000)  # the router forwards this port to the host
+    first_register: list[bytes] = []
+    clients: set[Address] = set()
+    opened: set[Address] = set()  # clients that came in through the mapping
+    original = net.sim.send
+
+    def router(data: bytes, key: tuple[Address, Address], now: float) -> None:
+        """Two symmetric NATs: players reach each other only through the mapping."""
+        src, dst = key
+        if src == public and dst == HS and peek_kind(data) is Kind.SEALED_REQUEST:
+            first_register[:] = first_register or [data]
+        if src in clients and dst == mapped:
+            opened.add(src)
+            key = (src, public)
+        elif src in clients and dst == public:
+            return  # no mapping for it in the host's NAT
+        elif src == public and dst in clients:
+            if dst not in opened:
+                return  # the client's NAT drops it: a fresh port, never sent to
+            key = (mapped, dst)  # answers leave through the mapping
+        original(data, key, now)
+
+    net.sim.send = router  # type: ignore[method-assign]
+    net.call(host, "init_server", HS, public, "host", None)
+    assert net.run(5, lambda: net.has(host, ev.ConfirmedAsServer))
+    alice = join(net, host, "alice")
+    clients.add(net.addr(alice))
+    assert net.run(1, lambda: "alice" in host.remotes and "host" in alice.remotes)
+    net.call(host, "set_mapped_address", mapped)
+    net.run(0.1)
+    net.inject(first_register[0], public, HS)  # an old copy arrives after the update
+    assert net.run(10, lambda: connected(net, alice) and host.get_peers() == ["alice"])
+    assert mapped in [c.route.address for c in alice.remotes["host"].candidates]
+    assert net.hs.registrations["host"].candidates[-1][:2] == list(mapped)
+
+
 def test_without_relay_a_blocked_path_fails_as_the_seed_says() -> None:
     net = FakeNet(server_config=ServerConfig(relay=False))
     host = start_host(net)

@@ -47,7 +47,7 @@ SAMPLES: dict[Kind, list[Any]] = {
     Kind.REJECT: [8, 0, b"m" * 16],
 }
 HS_SAMPLES: dict[HsKind, list[Any]] = {
-    HsKind.REGISTER: ["host", [LAN], True, 60.0, b""],
+    HsKind.REGISTER: ["host", [LAN], True, 60.0, 0, b""],
     HsKind.REGISTERED: [b"t" * 16, "203.0.113.5", 40000, 60.0],
     HsKind.REFRESH: ["host", b"t" * 16, b""],
     HsKind.REFRESHED: [60],

@@ -339,7 +339,7 @@ for i in range(n):
     [(c, _)] = core.receive(encode_cookie_request(1), src, 0.0)
     _, cookie, public = decode_cookie(c)
     ch.learn(cookie, public)
-    core.receive(seal(ch, HsKind.REGISTER, 1, [f"game{i}", lan, False, 300.0]), src, 0.0)
+    core.receive(seal(ch, HsKind.REGISTER, 1, [f"game{i}", lan, False, 300.0, 0]), src, 0.0)
 core._rate._buckets.clear()  # the rate table is bounded separately (65,536 prefixes)
 gc.collect()
 print(json.dumps({"registrations": len(core.registrations), "bytes": rss() - before}))
@@ -485,7 +485,7 @@ def bench_profile() -> dict[str, float]:
         [(c, _)] = core.receive(encode_cookie_request(i), src, 0.0)
         _, cookie, public = decode_cookie(c)
         ch.learn(cookie, public)
-        register = seal(ch, HsKind.REGISTER, 10, [f"load{i}", lan, False, 300.0])
+        register = seal(ch, HsKind.REGISTER, 10, [f"load{i}", lan, False, 300.0, 0])
         [(r, _)] = core.receive(register, src, 0.0)
         token = ch.open(r)[2][0]
         refresh = seal(ch, HsKind.REFRESH, 7, [f"load{i}", token])

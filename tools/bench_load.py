@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         for i, ch in ready.items():
             if i not in tokens:
                 socks[i].sendto(seal(ch, HsKind.REGISTER, rng.randrange(1, 1 << 31),
-                                     [f"load{i}", lan, False, 300.0]), target)
+                                     [f"load{i}", lan, False, 300.0, 0]), target)
         end = time.monotonic() + 0.2
         while time.monotonic() < end:
             for key, _ in sel.select(0.05):
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         refresh = seal(ch, HsKind.REFRESH, 7, [f"load{i}", tokens.get(i, bytes(16))])
         listing = seal(ch, HsKind.LIST, 8, [""])
         join = seal(ch, HsKind.JOIN, 9, [f"load{(i + 1) % len(socks)}", f"u{i}", lan])
-        register = seal(ch, HsKind.REGISTER, 10, [f"load{i}", lan, False, 300.0])
+        register = seal(ch, HsKind.REGISTER, 10, [f"load{i}", lan, False, 300.0, 0])
         mix.append([refresh, refresh, listing, join, register])
     choice = rng.choice
 

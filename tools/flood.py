@@ -42,7 +42,7 @@ def junk(rng: random.Random) -> list[bytes]:
     wrong.learn(bytes(COOKIE_SIZE), ServerChannel(rng.randbytes).share)
     for i in range(20):
         out.append(encode_cookie_request(i))
-        out.append(seal(wrong, HsKind.REGISTER, i, [f"squat{i}", [], False, 60.0]))
+        out.append(seal(wrong, HsKind.REGISTER, i, [f"squat{i}", [], False, 60.0, 0]))
         out.append(encode_relay(rng.randbytes(8), header(Kind.DATA) + rng.randbytes(40)))
     return out
 
@@ -52,7 +52,7 @@ def sealed(ch: ServerChannel, rng: random.Random) -> list[bytes]:
     lan = [["10.0.0.1", 1, int(CandidateKind.LAN)]]
     out = []
     for i in range(10):
-        out.append(seal(ch, HsKind.REGISTER, i, [f"squat{i}", lan, False, 60.0]))
+        out.append(seal(ch, HsKind.REGISTER, i, [f"squat{i}", lan, False, 60.0, 0]))
         out.append(seal(ch, HsKind.JOIN, i, [f"squat{i}", "x", lan]))
         out.append(seal(ch, HsKind.LIST, i, [""]))
         out.append(seal(ch, HsKind.REFRESH, i, [f"squat{i}", rng.randbytes(16)]))

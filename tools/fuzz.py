@@ -389,7 +389,7 @@ class Harness:
         self.hs_peers = [HsAttacker(self, (f"198.19.0.{i + 1}", 5000 + i), seed * 100 + i)
                          for i in range(4)]
         host, joiner = self.hs_peers[0], self.hs_peers[1]
-        host.send(enc([int(HsKind.REGISTER), 1, "fuzzhost", [], False, 60.0,
+        host.send(enc([int(HsKind.REGISTER), 1, "fuzzhost", [], False, 60.0, 0,
                        bytes(REQUEST_SIZE)]), 1)
         joiner.send(enc([int(HsKind.JOIN), 1, "fuzzhost", "fuzzjoin", [], bytes(REQUEST_SIZE)]),
                     1)

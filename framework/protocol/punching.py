@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from . import events as ev
 from .addresses import is_local_address
 from .constants import (
+    MAX_CANDIDATES,
     MAX_PENDING_JOINS,
     MAX_PENDING_PER_PREFIX,
     MAX_PUNCHES,
@@ -65,6 +66,10 @@ class Punching:
         if existing is not None:
             # A repeat (the client asks again while it punches), or someone else under
             # that name: a second introduction never replaces a player already joining.
+            # A repeat of the same join may bring candidates learnt since (a port
+            # mapping made after the first introduction): those are punched at once.
+            if existing.token == token and existing.state is RemoteState.PUNCHING:
+                self._learn_candidates(existing, raw_candidates, now)
             return
         candidates = self._candidates(raw_candidates)
         if not candidates:
@@ -86,6 +91,16 @@ class Punching:
                         rtt=RttEstimate(self._ctx.config.secs_to_await_reply))
         session.remotes[name] = remote
         log.info("introduced to %s at %s", name, [c.route.address for c in candidates])
+        self.punch(remote, now, burst=PUNCH_BURST)
+
+    def _learn_candidates(self, remote: Remote, raw: list[list[Any]], now: float) -> None:
+        known = {c.route for c in remote.candidates}
+        room = 2 * MAX_CANDIDATES - len(known)  # repeats cannot grow it without end
+        fresh = [c for c in self._candidates(raw) if c.route not in known][:max(0, room)]
+        if not fresh:
+            return
+        remote.candidates.extend(fresh)
+        log.info("%s can also be reached at %s", remote.name, [c.route.address for c in fresh])
         self.punch(remote, now, burst=PUNCH_BURST)
 
     def _candidates(self, raw: list[list[Any]]) -> list[Candidate]:

@@ -85,10 +85,14 @@ class Rendezvous:
             return
         if self._register_fields:
             # Registered or not yet answered: register again from the same address (the
-            # same token), so the server holds the new candidates whatever was in flight.
+            # same token). The new generation tells the server that these candidates
+            # replace whatever copy of an older REGISTER is still on its way.
             self._register_fields = [*self._register_fields]
             self._register_fields[1] = self.candidates
+            self._register_fields[4] += 1
             assert self.address is not None
+            for req in [q for q in self.tracker.pending.values() if q.kind is HsKind.REGISTER]:
+                self.tracker.finish(req)  # superseded: its late answer is not junk
             self.tracker.start(HsKind.REGISTER, self._register_fields, self.address, now)
         if self._join is not None:
             self._join.fields[2] = self.candidates  # the JOIN is repeated until joined
@@ -104,7 +108,7 @@ class Rendezvous:
                  now: float) -> None:
         assert self.address is not None
         self._register_fields = [name, candidates, password_required,
-                                 float(self._ctx.config.secs_reg_valid)]
+                                 float(self._ctx.config.secs_reg_valid), 0]
         self.tracker.start(HsKind.REGISTER, self._register_fields, self.address, now)
 
     def refresh(self, name: str, now: float) -> None:

@@ -105,7 +105,7 @@ def error_text(code: int) -> str:
 
 #: Fields of each sealed request and reply, after ``[hs_kind, req_id]``.
 HS_SCHEMAS: dict[HsKind, tuple[Validator, ...]] = {
-    HsKind.REGISTER: (NAME, CANDIDATES, BOOL, SECONDS, PAD),
+    HsKind.REGISTER: (NAME, CANDIDATES, BOOL, SECONDS, U32, PAD),
     HsKind.REGISTERED: (TOKEN, is_literal_ip, PORT, SECONDS),
     HsKind.REFRESH: (NAME, TOKEN, PAD),
     HsKind.REFRESHED: (SECONDS,),
