@@ -11,7 +11,7 @@ import pytest
 
 from tests.natmatrix import two_players
 from tests.netbed import NetBed, Node
-from tests.test_nat_engine import Game, bed, game_factory, path_of, report  # noqa: F401
+from tests.test_nat_engine import Game, bed, game_factory, report  # noqa: F401
 from tests.usernat import NatBehavior
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
@@ -41,6 +41,6 @@ def test_a_pair_of_nats_connects_on_the_path_they_allow(
     host, client = game.connect(players.a, players.b)
     seconds = time.monotonic() - t0
     game.exchange("m", 20, 20.0, host, client)
-    got = path_of(client.find("connected")[-1])
+    got = client.settled_path()
     report(f"{x.label} x {y.label}", connect=round(seconds, 2), path=got)
     assert got == path

@@ -17,7 +17,6 @@ from tests.test_nat_engine import (  # noqa: F401 - fixtures
     Game,
     bed,
     game_factory,
-    path_of,
     report,
 )
 
@@ -56,6 +55,6 @@ def test_a_port_mapping_connects_two_symmetric_nats_without_a_relay(
     failed = [r for r in client.out.records() if r.get("ev") in FAILURES]
     assert not failed, f"{failed}\n{game.diag()}"
     game.exchange("m", 20, 20.0, host, client)
-    got = path_of(client.find("connected")[-1])
+    got = client.settled_path()
     report("symmetric x symmetric, host mapped", path=got)
     assert got == "mapped"

@@ -483,6 +483,60 @@ def test_a_port_mapping_made_after_the_join_still_reaches_the_client() -> None:
     assert net.hs.registrations["host"].candidates[-1][:2] == list(mapped)
 
 
+def test_relay_first_then_direct_without_losing_or_reordering_a_message() -> None:
+    """The relay answers before the direct path opens (the other player's NAT opens half
+    a second late): the session is usable through the relay within a few round trips,
+    moves to the direct path soon after it opens, and the messages sent meanwhile all
+    arrive, in order."""
+    net = FakeNet(SimSettings(latency=0.04, seed=23))  # 80 ms round trips everywhere
+    host = start_host(net)
+    alice = join(net, host, "alice")
+    t0 = net.now
+    peers = {net.addr(host), net.addr(alice)}
+    net.filter = lambda data, src, dst: not (net.now < t0 + 0.6 and src in peers
+                                             and dst in peers)
+    assert net.run(5, lambda: connected(net, alice))
+    # Four round trips to the handshake server (cookie, JOIN, RELAY_REQUEST, then the
+    # relayed HELLO / CHALLENGE and AUTH / WELCOME, two relayed round trips of two hops
+    # each): 0.7 s here, where waiting for the punching to give up took seconds.
+    assert net.now - t0 < 0.8
+    conn = alice.connection("host")
+    assert conn is not None and conn.stats(net.now).path == "relay"
+    sent, moved_at = 0, None
+    while net.now < t0 + 2.0:  # one message a frame, before, across and after the move
+        alice.send("host", sent, Delivery.RELIABLE_ORDERED, 0)
+        sent += 1
+        net.step()
+        if moved_at is None and net.has(alice, ev.PathChanged):
+            moved_at = net.now
+    assert moved_at is not None and conn.stats(net.now).path == "direct"
+    assert moved_at < t0 + 0.6 + 0.5  # direct within a couple of round trips of opening
+    assert net.has(host, ev.PathChanged)
+    got: list[object] = []
+
+    def all_in() -> bool:
+        got.extend(user_messages(net, host))
+        return len(got) >= sent
+
+    assert net.run(3, all_in)
+    assert got == list(range(sent))
+
+
+def test_relay_first_never_delays_a_path_that_punches_at_once() -> None:
+    """Punching works at once: the relay is asked for all the same, but the session
+    starts on the direct path and nothing is relayed."""
+    net = FakeNet(SimSettings(latency=0.04, seed=24))
+    host = start_host(net)
+    alice = join(net, host, "alice")
+    t0 = net.now
+    assert net.run(5, lambda: connected(net, alice) and host.get_peers() == ["alice"])
+    assert net.now - t0 < 0.5
+    conn = alice.connection("host")
+    assert conn is not None and conn.stats(net.now).path == "direct"
+    net.run(2)
+    assert net.hs.stats.relayed_packets == 0
+
+
 def test_without_relay_a_blocked_path_fails_as_the_seed_says() -> None:
     net = FakeNet(server_config=ServerConfig(relay=False))
     host = start_host(net)

@@ -62,8 +62,9 @@ class Config:
     punch_timeout: float | None = None
     #: Ask the handshake server to relay when hole punching finds no path in time.
     use_relay: bool = True
-    #: Seconds of punching without a path before asking for the relay.
-    #: None: half the punch timeout, at most 2 s.
+    #: Seconds of punching without a path before asking for the relay. None (and 0): at
+    #: once, so a session starts on whichever of the relay and a punched path answers
+    #: first, and a relayed session moves to the direct path when that opens.
     relay_after: float | None = None
     #: PACKET_BLOCKED events per second at most (all blocked datagrams are still counted).
     max_blocked_events_per_sec: int = 20
@@ -93,9 +94,7 @@ class Config:
 
     @property
     def relay_delay(self) -> float:
-        if self.relay_after is not None:
-            return self.relay_after
-        return min(2.0, self.handshake_timeout / 2)
+        return self.relay_after if self.relay_after is not None else 0.0
 
     @property
     def handshake_timeout(self) -> float:

@@ -322,4 +322,5 @@ class Handshakes:
                 session.by_route[cand.route] = remote
         log.info("connected to %s at %s (%s)", remote.name, remote.route.address,
                  remote.path.value)
+        session.paths.resume(remote, now)
 

@@ -14,7 +14,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from . import events as ev
-from .constants import DIRECT_RETRY_INTERVAL, MAX_PROBED, PATH_TOKEN_SIZE
+from .constants import DIRECT_RETRY_INTERVAL, MAX_PROBED, PATH_TOKEN_SIZE, PUNCH_INTERVAL
 from .context import Context
 from .crypto import verify
 from .peers import PathKind, Remote, Route
@@ -39,13 +39,15 @@ class Paths:
         """``size`` authenticated bytes came from ``route``, which is not the peer's
         path: challenge it, within what it sent us."""
         conn = remote.connection
-        if conn is None or route.relayed or route == remote.route:
+        if route.relayed or route == remote.route:
             return
         if route not in remote.credit and len(remote.credit) >= MAX_PROBED:
             oldest = next(iter(remote.credit))
             del remote.credit[oldest]
             remote.challenges.pop(oldest, None)
         remote.credit[route] = remote.credit.get(route, 0) + size
+        if conn is None:
+            return  # the handshake (through the relay) is not done: kept for resume()
         token = remote.challenges.get(route)
         if token is None:
             token = remote.challenges[route] = self._ctx.random(PATH_TOKEN_SIZE)
@@ -53,6 +55,15 @@ class Paths:
         if remote.credit[route] >= len(probe):
             remote.credit[route] -= len(probe)
             self._ctx.send_on(probe, route)
+
+    def resume(self, remote: Remote, now: float) -> None:
+        """Just connected: challenge the direct routes that answered during the handshake
+        (when it went through the relay)."""
+        if remote.path is not PathKind.RELAY:
+            remote.credit.clear()
+            return
+        for route in list(remote.credit):
+            self.consider(remote, route, 0, now)
 
     def on_challenge(self, remote: Remote, token: object, route: Route, now: float) -> None:
         """Echo a challenge to where it came from: the same size as the challenge."""
@@ -78,7 +89,10 @@ class Paths:
         self._ctx.emit(ev.PathChanged(remote.name, remote.path.value))
 
     def service(self, remote: Remote, now: float) -> None:
-        """A relayed session keeps looking for a direct path."""
+        """A relayed session keeps looking for a direct path: at the punching pace for
+        the first seconds (a path often opens a round trip or two after the relay), then
+        every DIRECT_RETRY_INTERVAL."""
         if remote.path is PathKind.RELAY and now >= remote.next_direct_try:
-            remote.next_direct_try = now + DIRECT_RETRY_INTERVAL
+            early = now < remote.punch_started + self._ctx.config.handshake_timeout
+            remote.next_direct_try = now + (PUNCH_INTERVAL if early else DIRECT_RETRY_INTERVAL)
             self._session.punching.punch(remote, now)

@@ -171,9 +171,12 @@ class Punching:
         if now >= remote.deadline:
             self.failed(remote)
             return
+        # A handshake through the relay goes on punching too: the session moves to the
+        # direct path as soon as one answers.
+        punching = remote.state is RemoteState.PUNCHING or remote.path is PathKind.RELAY
+        if punching and now >= remote.next_punch:
+            self.punch(remote, now)
         if remote.state is RemoteState.PUNCHING:
-            if now >= remote.next_punch:
-                self.punch(remote, now)
             cfg = self._ctx.config
             if (not remote.relay_requested and cfg.use_relay and session.rendezvous.usable
                     and now >= remote.punch_started + cfg.relay_delay):
@@ -184,6 +187,8 @@ class Punching:
     def next_timer(self, remote: Remote) -> float:
         if remote.state is RemoteState.PUNCHING:
             return min(remote.next_punch, remote.deadline)
+        if remote.path is PathKind.RELAY:
+            return min(remote.next_resend, remote.next_punch, remote.deadline)
         return min(remote.next_resend, remote.deadline)
 
     def _request_relay(self, remote: Remote, now: float) -> None:
@@ -240,6 +245,11 @@ class Punching:
         if (remote is None or target != session.name or not verify_mac(
                 mac(remote.intro_key, label, sender.encode(), target.encode(), nonce), tag)):
             raise ProtocolError("punch from a peer we were not introduced to")
+        if (remote.state is not RemoteState.PUNCHING and remote.path is PathKind.RELAY
+                and not route.relayed):
+            # Authenticated bytes from a direct address while we go through the relay:
+            # path validation may spend them (1x) to move there.
+            session.paths.consider(remote, route, len(data), now)
         if kind is Kind.PUNCH:
             # One answer of the same size to where it came from: it opens our NAT toward
             # that address and proves the path to the other side; it amplifies nothing.
@@ -255,11 +265,8 @@ class Punching:
         punched = remote.punches.pop(nonce, None)
         if punched is None:
             return  # not an answer to a punch of ours (or a copy of one already used)
-        remote.rtt.sample(now - punched[1])  # each nonce went out once: a clean sample
-        if remote.state is RemoteState.CONNECTED:
-            if remote.path is PathKind.RELAY and not route.relayed:
-                session.paths.consider(remote, route, len(data), now)
-            return
+        if remote.path is not PathKind.RELAY:
+            remote.rtt.sample(now - punched[1])  # each nonce went out once: clean
         if session.role is Role.CLIENT and remote.state is RemoteState.PUNCHING:
             self._choose(remote, route, now)
         # The server player follows the path the client's HELLO comes from.

@@ -36,7 +36,7 @@ from .handshake import Handshakes
 from .messaging import Messaging
 from .names import normalize_name
 from .paths import Paths
-from .peers import Departures, Known, Remote, RemoteState, Role, Route
+from .peers import Departures, Known, PathKind, Remote, RemoteState, Role, Route
 from .punching import Punching
 from .rendezvous import Rendezvous
 from .wire import Kind, peek_kind
@@ -328,6 +328,8 @@ class Session:
         for r in self.remotes.values():
             if r.connection is not None:
                 times.append(r.connection.next_timer(now))
+                if r.path is PathKind.RELAY:
+                    times.append(r.next_direct_try)
             else:
                 times.append(self.punching.next_timer(r))
         return min(times) if times else None
