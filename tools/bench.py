@@ -1001,6 +1001,9 @@ def main(argv: list[str] | None = None) -> int:
         from tools import bench_rollback  # noqa: PLC0415 - its own section, after ours
 
         bench_rollback.main(["--write", a.write])
+        from tools import bench_nat  # noqa: PLC0415 - its own section (root: namespaces)
+
+        bench_nat.main(["--write", a.write] + (["--no-baseline"] if a.no_baseline else []))
     return 0
 
 
