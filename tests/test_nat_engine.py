@@ -344,12 +344,20 @@ def test_forgetful_nat_kept_open_by_heartbeats(
     game.start_server()
     host, client = game.connect(a, b, "--peer-checks", "0.5")
     game.exchange("warm", 5, 10.0, host, client)
+    a.add_counter("ka_out", "-p", "udp", chain="OUTPUT")
+    a.add_counter("ka_in", "-p", "udp", chain="INPUT")
     time.sleep(4.0)  # no game traffic: only the engine's own heartbeats
+    sent, got = a.counter("ka_out", chain="OUTPUT"), a.counter("ka_in", chain="INPUT")
     t1 = game.exchange("after-idle", 20, 15.0, host, client)
+    # One check (the client's) and its answer per interval (8 of them): the server
+    # player leaves the checking to the client while its checks keep coming.
+    datagrams = sent[0] + got[0]
+    assert datagrams <= 8 * 2 + 3, f"{sent} out, {got} in: more than one check a beat"
     for agent in (host, client):
         assert not [r for r in agent.out.records() if r.get("ev") in FAILURES], game.diag()
     assert game.close() == {"host": 0, "client": 0}
-    report("forgetful+heartbeats", exchange_after_idle_s=round(t1, 2))
+    report("forgetful+heartbeats", exchange_after_idle_s=round(t1, 2),
+           idle_datagrams=datagrams, idle_bytes=sent[1] + got[1])
 
 
 def test_forgetful_nat_without_heartbeats_is_never_silent(

@@ -568,6 +568,37 @@ def test_a_message_to_a_client_who_just_left_times_out_for_its_sender() -> None:
     assert alice.get_peers() == ["host"]
 
 
+def test_a_quiet_session_costs_one_check_and_one_answer_per_interval() -> None:
+    """Idle for a minute: the client checks on the server player every 15 s and the
+    server player only answers. If the client goes quiet, the server player, which
+    leaves the checks to it for half an interval more, times it out without a word."""
+    net = FakeNet(SimSettings(latency=0.02, seed=31))
+    host = start_host(net, config=Config(secs_reg_valid=1e4, secs_between_reg_refresh=1e4))
+    alice = join(net, host, "alice")
+    assert net.run(5, lambda: connected(net, alice) and host.get_peers() == ["alice"])
+    net.run(20)  # past the first check, which both may send (nobody was checked yet)
+    h, a = net.addr(host), net.addr(alice)
+    sent: list[tuple[float, Address]] = []
+    original = net.sim.send
+
+    def count(data: bytes, key: tuple[Address, Address], now: float) -> None:
+        if key[1] in (h, a) and key[0] in (h, a):
+            sent.append((now, key[0]))
+        original(data, key, now)
+
+    net.sim.send = count  # type: ignore[method-assign]
+    net.run(60.0)
+    from_client = [t for t, src in sent if src == a]
+    from_host = [t for t, src in sent if src == h]
+    assert len(from_client) == 4 and len(from_host) == 4, sent  # a check, an answer
+    assert all(any(0 <= t - c < 0.1 for c in from_client) for t in from_host)  # answers
+    sent.clear()
+    net.paused.add(a)  # the client stops ticking
+    net.take(host)
+    assert net.run(24.0, lambda: net.has(host, ev.PeerTimeout))
+    assert [t for t, src in sent if src == h] == []
+
+
 def test_next_timer_says_when_the_core_has_work() -> None:
     net = FakeNet()
     host = start_host(net)

@@ -290,6 +290,76 @@ def summary(results: dict[str, dict[str, dict[float, Samples]]], has_v1: bool) -
     return out
 
 
+HOLD = 120.0  # seconds of an idle session in the keepalive measurement
+CONNTRACK = 30  # seconds: Linux's UDP timeout for a flow not yet answered
+
+
+@dataclass
+class Quiet:
+    alive: bool
+    bytes_per_min: float
+    datagrams_per_min: float
+
+
+def keepalive(engines: dict[str, Path]) -> dict[str, Quiet]:
+    """An idle session for HOLD seconds between two kernel NATs whose UDP flows expire
+    after CONNTRACK seconds (answered or not): does it live, and what does it cost?"""
+    out: dict[str, Quiet] = {}
+    for engine, root in engines.items():
+        with NetBed() as bed:
+            hs = bed.public_host("hs", "203.0.113.10")
+            ra = bed.nat_router("ra", public_ip="198.51.100.1", udp_timeout=CONNTRACK)
+            rb = bed.nat_router("rb", public_ip="192.0.2.1", udp_timeout=CONNTRACK)
+            for r in (ra, rb):
+                r.set_udp_timeouts(CONNTRACK, CONNTRACK)
+            a, b = bed.host_behind(ra, "a", "10.0.0.2"), bed.host_behind(rb, "b", "10.0.0.2")
+            # Only what goes between the players (not the registration refreshes).
+            a.add_counter("peer_out", "-p", "udp", "-d", "192.0.2.1", chain="OUTPUT")
+            a.add_counter("peer_in", "-p", "udp", "-s", "192.0.2.1", chain="INPUT")
+            target = f"{hs.ip}:{HS_PORT}"
+            with handshake_server(hs, root, engine == "v2"):
+                host = a.python([AGENT, "host", "--root", str(root), "--hs", target],
+                                stderr=subprocess.DEVNULL)
+                try:
+                    if LineReader(host).wait_for(lambda r: "ready" in r, 15.0) is None:
+                        raise RuntimeError("the host did not register")
+                    client = b.python([AGENT, "client", "--root", str(root), "--hs", target,
+                                       "--settle", str(HOLD + 10)],
+                                      stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    reader = LineReader(client)
+                    if reader.wait_for(lambda r: "connected" in r, 30.0) is None:
+                        raise RuntimeError("no connection")
+                    time.sleep(10.0)  # past the handshake and a move off the relay
+                    o0, i0 = a.counter("peer_out", chain="OUTPUT"), a.counter("peer_in")
+                    time.sleep(HOLD)
+                    o1, i1 = a.counter("peer_out", chain="OUTPUT"), a.counter("peer_in")
+                    result = reader.wait_for(lambda r: "ok" in r, 60.0) or {}
+                finally:
+                    assert host.stdin is not None
+                    with contextlib.suppress(OSError):
+                        host.stdin.close()
+            minutes = HOLD / 60
+            out[engine] = Quiet(bool(result.get("alive")),
+                                (o1[1] - o0[1] + i1[1] - i0[1]) / minutes,
+                                (o1[0] - o0[0] + i1[0] - i0[0]) / minutes)
+            log(f"keepalive {engine}: {out[engine]}")
+    return out
+
+
+def keepalive_lines(quiet: dict[str, Quiet]) -> list[str]:
+    lines = ["### A quiet session through 30 s NAT timeouts", "",
+             f"Two kernel NATs whose UDP flows expire after {CONNTRACK} s without traffic "
+             f"(answered or not), a session left idle for {HOLD:.0f} s with the default "
+             "`Config` (peer checks every 15 s). Bytes are IP datagrams between the two "
+             "players, both ways, counted on the server player's machine.", "",
+             "| engine | session alive after the wait | datagrams / min | bytes / min |",
+             "| --- | --- | --- | --- |"]
+    for engine, q in quiet.items():
+        lines.append(f"| {engine} | {'yes' if q.alive else '**no**'} | "
+                     f"{q.datagrams_per_min:.1f} | {q.bytes_per_min:.0f} |")
+    return [*lines, ""]
+
+
 def write_section(path: Path, text: str) -> None:
     old = path.read_text() if path.exists() else "# Benchmarks\n"
     pattern = re.compile(re.escape(HEADING) + r"\n.*?(?=\n## |\Z)", re.S)
@@ -309,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parallel", type=int, default=2,
                    help="joins at a time (a host takes 2 half-open joins per network)")
     p.add_argument("--no-baseline", action="store_true", help="skip protocol v1")
+    p.add_argument("--no-keepalive", action="store_true",
+                   help=f"skip the {HOLD:.0f} s idle-session measurement")
+    p.add_argument("--keepalive-only", action="store_true")
     a = p.parse_args(argv)
     ok, why = netns_available()
     if not ok:
@@ -321,11 +394,18 @@ def main(argv: list[str] | None = None) -> int:
         if tree is not None:
             engines["v1"] = tree
     started = time.monotonic()
+    if a.keepalive_only:
+        text = "\n".join(keepalive_lines(keepalive(engines)))
+        print(text)
+        return 0
     cases = matrix_cases(a.pairs)
     per = max(1, a.parallel)
     results = run(cases, engines, -(-a.plain // per), -(-a.lossy // per), per)
+    quiet = keepalive(engines) if not a.no_keepalive else {}
     text = section(results, engines, base, -(-a.plain // per) * per,
                    -(-a.lossy // per) * per, time.monotonic() - started)
+    if quiet:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(keepalive_lines(quiet))
     print(text)
     if a.write:
         write_section(Path(a.write), text)

@@ -108,6 +108,7 @@ class Joiner:
             if e.type == self.events.CONFIRMED_AS_CLIENT and self.connected_at is None:
                 self.connected_at = now
                 self.path = path_of(self.peer, self.server)
+                emit(connected=True)
             elif (getattr(self.events, "PATH_CHANGED", None) == e.type
                   and self.connected_at is not None and self.moved is None):
                 self.moved = now - self.connected_at
@@ -120,7 +121,8 @@ class Joiner:
         intro = self.intro_at if self.intro_at is not None else self.t0
         return {"ok": True, "connect": round(self.connected_at - self.t0, 4),
                 "after_intro": round(self.connected_at - intro, 4), "path": self.path,
-                "final": path_of(self.peer, self.server), "moved": self.moved}
+                "final": path_of(self.peer, self.server), "moved": self.moved,
+                "alive": bool(self.peer.is_connected())}
 
 
 def run_client(args: argparse.Namespace, framework: Any, intros: Intros) -> int:

@@ -54,8 +54,13 @@ class Connection:
 
     def __init__(self, config: Config, now: float, protection: PacketProtection,
                  budget: ReassemblyBudget | None = None, path: PathKind = PathKind.DIRECT,
-                 initial_rtt: float | None = None) -> None:
+                 initial_rtt: float | None = None, checks_peer: bool = True) -> None:
         self.config = config
+        #: Who keeps a quiet path open. False: while the peer's checks keep coming, leave
+        #: the checking to it (one check and one answer per interval cross the NATs, not
+        #: two of each), and check only if it stops for half an interval more.
+        self._checks_peer = checks_peer
+        self._checked_at = -math.inf  # when the peer last asked for an answer
         self._peer_timeout = config.peer_timeout
         # Every datagram is encrypted and authenticated; a copy or replay of one is
         # refused before it can change anything (protection.py).
@@ -163,15 +168,21 @@ class Connection:
     def _keepalive(self, now: float) -> None:
         cfg = self.config
         silent = now - self.last_received
-        if silent >= cfg.secs_between_peer_checks:
+        if silent >= self._check_interval(now):
             # The peer is quiet: check on it every reply interval until it answers.
             if now - self._last_ping >= cfg.secs_to_await_reply:
                 self._ping_pending = True
-        elif now - self._builder.last_sent >= cfg.secs_between_peer_checks:
+        elif now - self._builder.last_sent >= self._check_interval(now):
             self._ping_pending = True
         elif (now - self._last_ping >= RTT_PROBE_INTERVAL
               and now - self._last_traffic < RTT_PROBE_INTERVAL):
             self._ping_pending = True  # active: keep the round-trip estimate fresh
+
+    def _check_interval(self, now: float) -> float:
+        interval = self.config.secs_between_peer_checks
+        if not self._checks_peer and now - self._checked_at < 1.5 * interval:
+            return 1.5 * interval
+        return interval
 
     # --- receiving ----------------------------------------------------------------
 
@@ -190,6 +201,8 @@ class Connection:
         ack, bits, parsed = parse_data(plain, self._max_fragments)
         prompt = self._receivers.admit(parsed)
         self._protection.accept(number)
+        if prompt:
+            self._checked_at = now
         acked, lost = self.recovery.on_acks(ack, bits, now)
         for p in acked:
             for out in p.reliable:
@@ -228,7 +241,7 @@ class Connection:
             return now
         if self._acks.due < math.inf:
             return self._acks.due
-        t = self._builder.last_sent + self.config.secs_between_peer_checks
+        t = self._builder.last_sent + self._check_interval(now)
         t = min(t, self.last_received + self._peer_timeout)
         resend = self._resends.next_due()
         return t if resend is None else min(t, resend)

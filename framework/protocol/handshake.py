@@ -313,8 +313,11 @@ class Handshakes:
             protection = PacketProtection(keys.server_to_client, keys.client_to_server)
         rtt = None if remote.resent or remote.sent_at <= 0 else now - remote.sent_at
         remote.set_state(RemoteState.CONNECTED)
+        # The client checks on the server player; the server player answers, and checks
+        # only when a client goes quiet (its radio wakes half as often per client).
         remote.connection = Connection(self._ctx.config, now, protection,
-                                       self._ctx.budget, remote.path, initial_rtt=rtt)
+                                       self._ctx.budget, remote.path, initial_rtt=rtt,
+                                       checks_peer=session.role is Role.CLIENT)
         remote.handshake = Handshake(hs.key, None, keys=keys)  # the PAKE is done with
         session.by_route[remote.route] = remote
         for cand in remote.candidates:
