@@ -1,0 +1,68 @@
+"""Kinds 40-43: finding games on the local network and joining one with no handshake
+server. Clear msgpack arrays after the header, like the control packets; each is checked
+against its schema here.
+
+- LAN_QUERY ``[query_id (8), pad]``, padded to ``LAN_QUERY_SIZE``: broadcast by a player
+  who lists the LAN's games, to the discovery port.
+- LAN_ANNOUNCE ``[query_id, name, password_required]``: a host's answer, to where the
+  query came from; never larger than the query.
+- LAN_JOIN ``[client, server, join_nonce (8), pad]``, padded to ``LAN_JOIN_SIZE``: a
+  player asks a host for a join token.
+- LAN_INTRO ``[join_nonce, password_required, join_token (32), valid_for_secs]``: the
+  host's answer, to where the join came from; never larger than the join.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..constants import PUNCH_NONCE_SIZE
+from ..errors import ProtocolError
+from .fields import BOOL, JOIN_TOKEN, NAME, PAD, U16, Validator, _blob, check_fields
+from .header import HEADER_SIZE, Kind, check_size, header, pack_fields, padding, unpack_body
+
+#: The 8-byte ids that tie an answer to its query or join.
+LAN_NONCE_SIZE = PUNCH_NONCE_SIZE
+LAN_NONCE = _blob(LAN_NONCE_SIZE)
+
+LAN_SCHEMAS: dict[Kind, tuple[Validator, ...]] = {
+    Kind.LAN_QUERY: (LAN_NONCE, PAD),
+    Kind.LAN_ANNOUNCE: (LAN_NONCE, NAME, BOOL),
+    Kind.LAN_JOIN: (NAME, NAME, LAN_NONCE, PAD),
+    Kind.LAN_INTRO: (LAN_NONCE, BOOL, JOIN_TOKEN, U16),
+}
+
+#: A query is padded to this: the largest announce (a 32-character name of four-byte
+#: characters, 146 bytes) is smaller, so answering a spoofed query amplifies nothing.
+LAN_QUERY_SIZE = 160
+#: A join is padded to this (its largest unpadded form, two such names, is 283 bytes);
+#: the introduction answering it is 53 bytes.
+LAN_JOIN_SIZE = 300
+
+LAN_KINDS = frozenset(LAN_SCHEMAS)
+
+
+def encode_lan(kind: Kind, fields: Sequence[Any]) -> bytes:
+    """Encode a LAN packet; queries and joins get their padding field added here."""
+    size = {Kind.LAN_QUERY: LAN_QUERY_SIZE, Kind.LAN_JOIN: LAN_JOIN_SIZE}.get(kind, 0)
+    if size:
+        bare = HEADER_SIZE + len(pack_fields([*fields, b""]))
+        fields = [*fields, padding(bare, size)]
+    return check_size(kind, header(kind) + pack_fields(fields))
+
+
+def decode_lan(kind: Kind, data: bytes) -> list[Any]:
+    """Decode and check a LAN packet. Raises ProtocolError only. Queries and joins
+    shorter than their padded size are refused: what answers them is never larger."""
+    schema = LAN_SCHEMAS.get(kind)
+    if schema is None:
+        raise ProtocolError(f"{kind.name} is not a LAN packet")
+    if ((kind is Kind.LAN_QUERY and len(data) < LAN_QUERY_SIZE)
+            or (kind is Kind.LAN_JOIN and len(data) < LAN_JOIN_SIZE)):
+        raise ProtocolError(f"{kind.name} shorter than its padded size")
+    fields = unpack_body(kind.name, data[HEADER_SIZE:])
+    if type(fields) is not list:
+        raise ProtocolError(f"{kind.name} is not an array")
+    check_fields(kind.name, schema, fields)
+    return fields
