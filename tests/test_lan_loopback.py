@@ -126,7 +126,7 @@ def test_lan_api_misuse_raises_at_the_call(lan_config: Config) -> None:
         with pytest.raises(ValueError, match="local network"):
             p.init_client(None, LOCAL, "a", "b", host_address=("198.51.100.1", 9))
         with pytest.raises(ValueError):
-            p.init_client(None, LOCAL, "a", "b", host_address="127.0.0.1:9")  # type: ignore[arg-type]
+            p.init_client(None, LOCAL, "a", "b", host_address="127.0.0.1:9")
 
 
 def test_a_query_is_answered_from_the_game_socket_and_never_larger(lan_config: Config
