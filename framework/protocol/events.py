@@ -100,6 +100,8 @@ class ReceivedServerList:
 
     server_names: list[str]
     servers: list[dict[str, Any]] = field(default_factory=list)
+    #: True for the answer to ``request_lan_server_list()`` (even an empty one)
+    lan: bool = False
 
 
 @dataclass(frozen=True, slots=True)

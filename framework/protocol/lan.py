@@ -138,7 +138,8 @@ class Lan:
             if now >= query.ends:
                 del self._queries[query.nonce]
                 servers = list(query.servers.values())
-                self._ctx.emit(ev.ReceivedServerList([s["name"] for s in servers], servers))
+                self._ctx.emit(ev.ReceivedServerList([s["name"] for s in servers], servers,
+                                                     lan=True))
             elif query.sends < LIST_SENDS and now >= query.next_send:
                 self._send_query(query, now)
         join = self._join
