@@ -11,6 +11,7 @@ import pytest
 from framework.protocol import events as ev
 from framework.protocol.addresses import Address
 from framework.protocol.config import Config
+from framework.protocol.crypto import KeyPair
 from framework.protocol.delivery import Delivery
 from framework.protocol.lan import ANSWERS_PER_SEC
 from framework.protocol.session import Phase, Session
@@ -27,6 +28,7 @@ from framework.protocol.wire import (
 from tests.fakenet import FakeNet
 
 PORT = 5161
+SHARE = KeyPair.generate(random.Random(1).randbytes).public
 BROADCAST: Address = ("192.168.1.255", PORT)
 
 
@@ -186,10 +188,10 @@ def test_discovery_answers_are_never_larger_than_the_query() -> None:
     announce = encode_lan(Kind.LAN_ANNOUNCE, [bytes(8), name, True])
     query = encode_lan(Kind.LAN_QUERY, [bytes(8)])
     assert len(query) == LAN_QUERY_SIZE and len(announce) <= LAN_QUERY_SIZE
-    join_ = encode_lan(Kind.LAN_JOIN, [name, name, bytes(8)])
-    intro = encode_lan(Kind.LAN_INTRO, [bytes(8), True, bytes(32), 65535])
+    join_ = encode_lan(Kind.LAN_JOIN, [name, name, bytes(8), SHARE])
+    intro = encode_lan(Kind.LAN_INTRO, [bytes(8), True, SHARE, bytes(48), 65535])
     assert len(join_) == LAN_JOIN_SIZE and len(intro) <= len(encode_lan(
-        Kind.LAN_JOIN, ["a", "b", bytes(8)]))
+        Kind.LAN_JOIN, ["a", "b", bytes(8), SHARE]))
     # A query or join cut short (no padding) is refused before anything answers it.
     short = query[:40]
     with pytest.raises(Exception, match="shorter"):
@@ -200,7 +202,7 @@ def test_a_query_from_a_public_address_is_never_answered() -> None:
     net = FakeNet(seed=12)
     host = lan_host(net, "private")
     query = encode_lan(Kind.LAN_QUERY, [bytes(8)])
-    join_ = encode_lan(Kind.LAN_JOIN, ["x", "private", bytes(8)])
+    join_ = encode_lan(Kind.LAN_JOIN, ["x", "private", bytes(8), SHARE])
     sent: list[tuple[Address, Address]] = []
 
     def tap(data: bytes, src: Address, dst: Address) -> bool:
@@ -239,10 +241,59 @@ def test_an_unasked_announce_or_intro_is_dropped() -> None:
     p = lan_player(net)
     net.inject(encode_lan(Kind.LAN_ANNOUNCE, [bytes(8), "fake", False]),
                ("192.168.1.66", 5000), net.addr(p))
-    net.inject(encode_lan(Kind.LAN_INTRO, [bytes(8), False, bytes(32), 5]),
+    net.inject(encode_lan(Kind.LAN_INTRO, [bytes(8), False, SHARE, bytes(48), 5]),
                ("192.168.1.66", 5000), net.addr(p))
     net.run(0.5)
     assert p.blocked_count == 2 and p.phase is Phase.IDLE and not p.remotes
+
+
+def test_the_join_token_never_travels_in_clear_on_the_lan() -> None:
+    net = FakeNet(seed=19)
+    seen: list[bytes] = []
+
+    def tap(data: bytes, src: Address, dst: Address) -> bool:
+        seen.append(data)
+        return True
+
+    net.filter = tap
+    host = lan_host(net, "host")
+    p = lan_player(net)
+    join(net, p, host, "alice")
+    assert net.run(5, until=lambda: p.phase is Phase.CONNECTED)
+    token = host.remotes["alice"].token
+    assert len(token) == 32 and token == p.remotes["host"].token
+    assert not any(token in d for d in seen)
+
+
+def test_a_forged_or_changed_intro_does_not_open() -> None:
+    net = FakeNet(seed=20)
+    host = lan_host(net, "host")
+    p = lan_player(net)
+    # Change the sealed token (or the flag it is bound to) in every LAN_INTRO on the way.
+    changed: set[bytes] = set()
+
+    def tamper(data: bytes, src: Address, dst: Address) -> bool:
+        if data[3] == Kind.LAN_INTRO and data not in changed:
+            fields = decode_lan(Kind.LAN_INTRO, data)
+            fields[1] = not fields[1]
+            forged = encode_lan(Kind.LAN_INTRO, fields)
+            changed.add(forged)
+            net.inject(forged, src, dst)
+            return False
+        return True
+
+    net.filter = tamper
+    join(net, p, host, "alice")
+    net.run(0.5)
+    net.filter = None
+    assert p.blocked_count >= 1 and p.phase is Phase.JOINING and not p.remotes
+    # The honest answer to the next resend gets through.
+    assert net.run(6, until=lambda: p.phase is Phase.CONNECTED)
+    # A weak (low-order) key share in a join admits nobody.
+    net.inject(encode_lan(Kind.LAN_JOIN, ["weak", "host", bytes(8), bytes(32)]),
+               ("192.168.1.66", 5000), net.addr(host))
+    net.run(0.1)
+    assert "weak" not in host.remotes
 
 
 def test_a_joining_name_is_never_replaced_from_another_address() -> None:
@@ -252,7 +303,7 @@ def test_a_joining_name_is_never_replaced_from_another_address() -> None:
     join(net, p, host, "alice")
     net.run(0.001)
     # Someone else on the LAN asks under the same name while alice joins.
-    net.inject(encode_lan(Kind.LAN_JOIN, ["alice", "host", bytes(8)]),
+    net.inject(encode_lan(Kind.LAN_JOIN, ["alice", "host", bytes(8), SHARE]),
                ("192.168.1.66", 5000), net.addr(host))
     assert net.run(5, until=lambda: p.phase is Phase.CONNECTED)
     assert host.get_peers() == ["alice"]
@@ -262,7 +313,7 @@ def test_half_open_lan_joins_are_bounded() -> None:
     net = FakeNet(seed=16)
     host = lan_host(net, "host")
     for i in range(100):
-        net.inject(encode_lan(Kind.LAN_JOIN, [f"p{i}", "host", bytes(8)]),
+        net.inject(encode_lan(Kind.LAN_JOIN, [f"p{i}", "host", bytes(8), SHARE]),
                    ("192.168.1.66", 2000 + i), net.addr(host))
     net.run(0.1)
     assert len(host.remotes) <= 2  # two half-open joins a network
@@ -292,8 +343,8 @@ def test_fuzzed_lan_datagrams_never_raise() -> None:
     rng = random.Random(18)
     samples = [encode_lan(Kind.LAN_QUERY, [bytes(8)]),
                encode_lan(Kind.LAN_ANNOUNCE, [bytes(8), "x", True]),
-               encode_lan(Kind.LAN_JOIN, ["x", "host", bytes(8)]),
-               encode_lan(Kind.LAN_INTRO, [bytes(8), True, bytes(32), 5])]
+               encode_lan(Kind.LAN_JOIN, ["x", "host", bytes(8), SHARE]),
+               encode_lan(Kind.LAN_INTRO, [bytes(8), True, SHARE, bytes(48), 5])]
     for _ in range(2000):
         data = bytearray(rng.choice(samples))
         for _ in range(rng.randrange(1, 6)):

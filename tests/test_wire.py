@@ -237,8 +237,8 @@ def test_mutated_packets_raise_nothing_but_protocol_error(kind: Kind, data: st.D
 LAN_SAMPLES: dict[Kind, list[Any]] = {
     Kind.LAN_QUERY: [b"q" * 8],
     Kind.LAN_ANNOUNCE: [b"q" * 8, "host", True],
-    Kind.LAN_JOIN: ["alice", "host", b"n" * 8],
-    Kind.LAN_INTRO: [b"n" * 8, False, b"j" * 32, 5],
+    Kind.LAN_JOIN: ["alice", "host", b"n" * 8, b"c" * 32],
+    Kind.LAN_INTRO: [b"n" * 8, False, b"s" * 32, b"j" * 48, 5],
 }
 
 

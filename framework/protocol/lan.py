@@ -4,8 +4,9 @@ A host *listens* on the discovery port (the shell's second socket) and answers:
 
 - LAN_QUERY (a player lists the LAN's games; broadcast, padded) with one LAN_ANNOUNCE
   (name, password flag) to where it came from, from the game's own socket;
-- LAN_JOIN (a player asks to join, padded) with a LAN_INTRO carrying a fresh join token
-  for that player's name and address, and admits the player as an introduced remote.
+- LAN_JOIN (a player asks to join, padded, with an ephemeral X25519 key) with a
+  LAN_INTRO carrying a fresh join token for that player's name and address, sealed to
+  that key, and admits the player as an introduced remote.
 
 From there on the join is an internet join: the client takes the host's address as its
 path and runs the usual handshake (handshake.py) under the introduction key derived from
@@ -29,6 +30,7 @@ from . import events as ev
 from .addresses import Address, is_local_address
 from .constants import JOIN_TOKEN_SIZE
 from .context import Context
+from .crypto import Aead, CryptoError, KeyPair, hkdf, lp
 from .errors import ProtocolError
 from .limits import TokenBucket, prefix_of
 from .peers import Candidate, PathKind, Remote, RemoteState, Role, Route
@@ -76,10 +78,20 @@ class LanJoin:
 
     host: Address
     nonce: bytes
+    key: KeyPair  # the join token comes sealed to it
     deadline: float
     next_send: float = 0.0
     sends: int = 0
     first_sent: float = 0.0
+
+
+def _token_box(shared: bytes, nonce: bytes) -> Aead:
+    """The one-use key a LAN join token is sealed under (a fresh host key each time)."""
+    return Aead(hkdf(shared, salt=nonce, info=b"p2p lan join token"))
+
+
+def _token_aad(nonce: bytes, password_required: bool, valid_for: int) -> bytes:
+    return lp(b"lan intro", nonce, bytes([password_required]), valid_for.to_bytes(2, "big"))
 
 
 def _is_loopback(host: str) -> bool:
@@ -128,6 +140,7 @@ class Lan:
     def join(self, host: Address, now: float) -> None:
         """Client: ask the host at ``host`` for a join token (resent until answered)."""
         self._join = LanJoin(host, self._ctx.random(LAN_NONCE_SIZE),
+                             KeyPair.generate(self._ctx.random),
                              now + self._ctx.config.handshake_timeout, now)
         self._send_join(now)
 
@@ -171,7 +184,7 @@ class Lan:
         session = self._session
         assert join is not None
         data = encode_lan(Kind.LAN_JOIN, [session.name or "", session.server_name or "",
-                                          join.nonce])
+                                          join.nonce, join.key.public])
         self._ctx.send(data, join.host)
         if join.sends == 0:
             join.first_sent = now
@@ -205,19 +218,20 @@ class Lan:
                 and session.phase is Phase.HOSTING
                 and (not self._loopback_only or _is_loopback(address[0])))
 
-    def _answer(self, data: bytes, address: Address, now: float) -> None:
-        if not self._answers.take(now):
-            log.debug("LAN answer to %s dropped: answering too much", address)
-            return
-        self._ctx.send(data, address)
+    def _may_answer(self, address: Address, now: float) -> bool:
+        if self._answers.take(now):
+            return True
+        log.debug("LAN answer to %s dropped: answering too much", address)
+        return False
 
     def _on_query(self, fields: list[Any], address: Address, now: float) -> None:
         session = self._session
         if not self._hosting(address):
             return  # not hosting (any more): nothing to say, nothing wrong
-        self._answer(encode_lan(Kind.LAN_ANNOUNCE, [fields[0], session.name or "",
-                                                    session.password is not None]),
-                     address, now)
+        if self._may_answer(address, now):
+            self._ctx.send(encode_lan(Kind.LAN_ANNOUNCE, [fields[0], session.name or "",
+                                                          session.password is not None]),
+                           address)
 
     def _on_announce(self, fields: list[Any], address: Address) -> None:
         nonce, name, password_required = fields
@@ -230,7 +244,7 @@ class Lan:
                                   "address": address, "lan": True}
 
     def _on_join(self, fields: list[Any], address: Address, now: float) -> None:
-        client, server, nonce = fields[:3]
+        client, server, nonce, share = fields[:4]
         session = self._session
         if not self._hosting(address) or server != session.name:
             raise ProtocolError("LAN_JOIN for a game we do not host")
@@ -242,7 +256,7 @@ class Lan:
             # player of that name from another address is never replaced.
             if (remote.state is not RemoteState.CONNECTED and remote.candidates
                     and remote.candidates[0].route == Route(address)):
-                self._intro(remote, nonce, address, now)
+                self._intro(remote, nonce, share, address, now)
                 return
             raise ProtocolError(f"LAN_JOIN for the name {client!r}, which is taken")
         prefix = prefix_of(address[0])
@@ -260,19 +274,41 @@ class Lan:
                         rtt=RttEstimate(cfg.secs_to_await_reply))
         session.remotes[client] = remote
         log.info("LAN join from %s at %s", client, address)
-        self._intro(remote, nonce, address, now)
+        try:
+            self._intro(remote, nonce, share, address, now)
+        except ProtocolError:
+            del session.remotes[client]  # a bad key share admits nobody
+            raise
 
-    def _intro(self, remote: Remote, nonce: bytes, address: Address, now: float) -> None:
-        valid_for = max(1, int(remote.deadline - now))
-        self._answer(encode_lan(Kind.LAN_INTRO, [nonce, remote.password_required,
-                                                 remote.token, valid_for]), address, now)
+    def _intro(self, remote: Remote, nonce: bytes, share: bytes, address: Address,
+               now: float) -> None:
+        """The join token, sealed to the player's key: whoever only listens on the LAN
+        never learns it."""
+        if not self._may_answer(address, now):
+            return
+        key = KeyPair.generate(self._ctx.random)
+        try:
+            shared = key.exchange(share)
+        except CryptoError as exc:
+            raise ProtocolError(f"LAN_JOIN with a bad key share: {exc}") from exc
+        valid_for = max(1, min(0xFFFF, int(remote.deadline - now)))
+        flag = remote.password_required
+        sealed = _token_box(shared, nonce).seal(bytes(12), remote.token,
+                                                _token_aad(nonce, flag, valid_for))
+        self._ctx.send(encode_lan(Kind.LAN_INTRO, [nonce, flag, key.public, sealed,
+                                                   valid_for]), address)
 
     def _on_intro(self, fields: list[Any], address: Address, now: float) -> None:
-        nonce, password_required, token, valid_for = fields
+        nonce, password_required, host_share, sealed, valid_for = fields
         session = self._session
         join = self._join
         if join is None or address != join.host or nonce != join.nonce:
             raise ProtocolError("LAN_INTRO that answers no join of ours")
+        try:
+            token = _token_box(join.key.exchange(host_share), nonce).open(
+                bytes(12), sealed, _token_aad(nonce, password_required, valid_for))
+        except CryptoError as exc:
+            raise ProtocolError(f"LAN_INTRO that does not open: {exc}") from exc
         self._join = None
         name = session.server_name or ""
         if session.role is not Role.CLIENT or name in session.remotes:

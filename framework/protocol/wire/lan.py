@@ -6,10 +6,11 @@ against its schema here.
   who lists the LAN's games, to the discovery port.
 - LAN_ANNOUNCE ``[query_id, name, password_required]``: a host's answer, to where the
   query came from; never larger than the query.
-- LAN_JOIN ``[client, server, join_nonce (8), pad]``, padded to ``LAN_JOIN_SIZE``: a
-  player asks a host for a join token.
-- LAN_INTRO ``[join_nonce, password_required, join_token (32), valid_for_secs]``: the
-  host's answer, to where the join came from; never larger than the join.
+- LAN_JOIN ``[client, server, join_nonce (8), client_share (32), pad]``, padded to
+  ``LAN_JOIN_SIZE``: a player asks a host for a join token, with an ephemeral X25519 key.
+- LAN_INTRO ``[join_nonce, password_required, host_share (32), sealed_token (48),
+  valid_for_secs]``: the host's answer, to where the join came from; the join token is
+  sealed to the player's key (protocol/lan.py); never larger than the join.
 """
 
 from __future__ import annotations
@@ -17,28 +18,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..constants import PUNCH_NONCE_SIZE
+from ..constants import JOIN_TOKEN_SIZE, PUNCH_NONCE_SIZE
 from ..errors import ProtocolError
-from .fields import BOOL, JOIN_TOKEN, NAME, PAD, U16, Validator, _blob, check_fields
+from .fields import BOOL, NAME, PAD, SHARE, U16, Validator, _blob, check_fields
 from .header import HEADER_SIZE, Kind, check_size, header, pack_fields, padding, unpack_body
 
 #: The 8-byte ids that tie an answer to its query or join.
 LAN_NONCE_SIZE = PUNCH_NONCE_SIZE
 LAN_NONCE = _blob(LAN_NONCE_SIZE)
+#: The join token sealed with ChaCha20-Poly1305: the token and a 16-byte tag.
+SEALED_TOKEN_SIZE = JOIN_TOKEN_SIZE + 16
+SEALED_TOKEN = _blob(SEALED_TOKEN_SIZE)
 
 LAN_SCHEMAS: dict[Kind, tuple[Validator, ...]] = {
     Kind.LAN_QUERY: (LAN_NONCE, PAD),
     Kind.LAN_ANNOUNCE: (LAN_NONCE, NAME, BOOL),
-    Kind.LAN_JOIN: (NAME, NAME, LAN_NONCE, PAD),
-    Kind.LAN_INTRO: (LAN_NONCE, BOOL, JOIN_TOKEN, U16),
+    Kind.LAN_JOIN: (NAME, NAME, LAN_NONCE, SHARE, PAD),
+    Kind.LAN_INTRO: (LAN_NONCE, BOOL, SHARE, SEALED_TOKEN, U16),
 }
 
 #: A query is padded to this: the largest announce (a 32-character name of four-byte
 #: characters, 146 bytes) is smaller, so answering a spoofed query amplifies nothing.
 LAN_QUERY_SIZE = 160
-#: A join is padded to this (its largest unpadded form, two such names, is 283 bytes);
-#: the introduction answering it is 53 bytes.
-LAN_JOIN_SIZE = 300
+#: A join is padded to this (its largest unpadded form, two such names, is 317 bytes);
+#: the introduction answering it is 104 bytes.
+LAN_JOIN_SIZE = 340
 
 LAN_KINDS = frozenset(LAN_SCHEMAS)
 
