@@ -40,8 +40,8 @@ LAN_SCHEMAS: dict[Kind, tuple[Validator, ...]] = {
 #: A query is padded to this: the largest announce (a 32-character name of four-byte
 #: characters, 146 bytes) is smaller, so answering a spoofed query amplifies nothing.
 LAN_QUERY_SIZE = 160
-#: A join is padded to this (its largest unpadded form, two such names, is 317 bytes);
-#: the introduction answering it is 104 bytes.
+#: A join is padded to this (its largest unpadded form, two such names, is 311 bytes);
+#: the introduction answering it is 103 bytes at most.
 LAN_JOIN_SIZE = 340
 
 LAN_KINDS = frozenset(LAN_SCHEMAS)
