@@ -16,7 +16,7 @@ import struct
 import sys
 from collections.abc import Iterator
 
-from .protocol.addresses import Address
+from .protocol.addresses import Address, is_local_address
 from .protocol.constants import MAX_READS_PER_TICK
 
 log = logging.getLogger(__name__)
@@ -26,8 +26,9 @@ _SIOCGIFBRDADDR = 0x8919  # Linux: an interface's IPv4 broadcast address
 
 
 def broadcast_addresses() -> list[str]:
-    """The IPv4 broadcast address of each interface that has one, then
-    255.255.255.255 (which Linux sends out of one interface only)."""
+    """The IPv4 broadcast address of each interface on a local network (private,
+    link-local, loopback: discovery is never sent to a public network's broadcast
+    address), then 255.255.255.255 (which no router forwards)."""
     found: list[str] = []
     if sys.platform.startswith("linux"):
         import fcntl  # noqa: PLC0415 - Linux only
@@ -41,7 +42,7 @@ def broadcast_addresses() -> list[str]:
                 except OSError:
                     continue  # no IPv4 address, or no broadcast (a point-to-point link)
                 address = socket.inet_ntoa(answer[20:24])
-                if address not in ("0.0.0.0", *found):
+                if is_local_address(address) and address not in found:
                     found.append(address)
         except OSError as exc:  # pragma: no cover - no interface list on this system
             log.debug("listing interfaces failed: %s", exc)

@@ -132,7 +132,7 @@ class Peer:
                                  "game directly")
             if handshake_key is not None:
                 raise ValueError("handshake_key needs a handshake_address")
-            host = normalize_address(host_address, "host_address")
+            host = _resolve(normalize_address(host_address, "host_address"))
             lan = self._bind(local, host)
             self._session.init_lan_client(host, lan, user_name, server_name, password or None,
                                           self._clock())

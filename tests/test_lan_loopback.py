@@ -11,6 +11,7 @@ import pytest
 
 from framework import Config, Peer, events
 from framework.landiscovery import LIMITED_BROADCAST, broadcast_addresses
+from framework.protocol.addresses import is_local_address
 from framework.protocol.wire import LAN_QUERY_SIZE, Kind, encode_lan
 from server import HandshakeServer
 from tests.helpers import Recorder
@@ -162,5 +163,6 @@ def test_a_query_is_answered_from_the_game_socket_and_never_larger(lan_config: C
 def test_broadcast_addresses_end_with_the_limited_broadcast() -> None:
     found = broadcast_addresses()
     assert found[-1] == LIMITED_BROADCAST and len(set(found)) == len(found)
-    for address in found:
+    for address in found[:-1]:
         socket.inet_aton(address)
+        assert is_local_address(address)  # never a public network's broadcast address

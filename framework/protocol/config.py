@@ -42,7 +42,7 @@ class Config:
     #: shares it); a LAN with several games to keep apart may use another.
     lan_port: int = 5161
     #: Where LAN list queries go: IPv4 broadcast addresses. None: the broadcast address
-    #: of each of this machine's IPv4 interfaces, and 255.255.255.255.
+    #: of each of this machine's IPv4 interfaces on a local network, and 255.255.255.255.
     lan_broadcast: tuple[str, ...] | None = None
 
     # --- network simulator (all off by default) ---
