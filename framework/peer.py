@@ -19,6 +19,7 @@ from typing import Any
 import pygame
 
 from . import events as pg_events
+from .landiscovery import DiscoveryListener, broadcast_addresses
 from .portmap import PortMapper
 from .protocol import events as ev
 from .protocol.addresses import Address
@@ -72,6 +73,7 @@ class Peer:
         sim = self.config.simulation
         self._sim: NetworkSimulator[Address] | None = NetworkSimulator(sim) if sim.active else None
         self._mapper: PortMapper | None = None
+        self._discovery: DiscoveryListener | None = None
         self._now = time.monotonic()
         self.datagrams_sent = 0
         self.datagrams_received = 0
@@ -79,35 +81,86 @@ class Peer:
 
     # --- sessions ----------------------------------------------------------------------
 
-    def init_server(self, handshake_address: Sequence[Any], local_address: Sequence[Any],
-                    server_name: str, password: str | None = None, *,
-                    handshake_key: str | None = None) -> None:
+    def init_server(self, handshake_address: Sequence[Any] | None,
+                    local_address: Sequence[Any], server_name: str,
+                    password: str | None = None, *, handshake_key: str | None = None
+                    ) -> None:
         """Register with the handshake server under ``server_name`` and await players.
 
         ``handshake_key``: the fingerprint the handshake server prints at start; when
         given, a handshake server with another key is refused (without it, the first key seen is
         trusted for the session).
+
+        ``handshake_address=None``: host on the local network only, with no handshake
+        server: ``CONFIRMED_AS_SERVER`` (its ``handshake_address`` None) comes at once,
+        and players of the LAN find the game with ``request_lan_server_list()``. A host
+        with a handshake server answers on the LAN too (``Config.lan_discovery``).
         """
-        hs = _resolve(normalize_address(handshake_address, "handshake_address"))
         local = normalize_address(local_address, "local_address")
         self._check_password(password)
-        lan = self._bind(local, hs)
-        self._session.init_server(hs, lan, server_name, password or None, self._clock(),
-                                  handshake_key)
-        self._start_port_mapping(lan)
+        if handshake_address is None:
+            if handshake_key is not None:
+                raise ValueError("handshake_key needs a handshake_address")
+            lan = self._bind(local, None)
+            self._session.init_lan_server(lan, server_name, password or None, self._clock(),
+                                          bound_host=local[0])
+        else:
+            hs = _resolve(normalize_address(handshake_address, "handshake_address"))
+            lan = self._bind(local, hs)
+            self._session.init_server(hs, lan, server_name, password or None, self._clock(),
+                                      handshake_key, bound_host=local[0])
+            self._start_port_mapping(lan)
+        self._listen_for_discovery()
         self._flush()
 
-    def init_client(self, handshake_address: Sequence[Any], local_address: Sequence[Any],
-                    user_name: str, server_name: str, password: str | None = None, *,
-                    handshake_key: str | None = None) -> None:
-        """Ask the handshake server for ``server_name`` and connect to that player."""
-        hs = _resolve(normalize_address(handshake_address, "handshake_address"))
+    def init_client(self, handshake_address: Sequence[Any] | None,
+                    local_address: Sequence[Any], user_name: str, server_name: str,
+                    password: str | None = None, *, handshake_key: str | None = None,
+                    host_address: Sequence[Any] | None = None) -> None:
+        """Ask the handshake server for ``server_name`` and connect to that player.
+
+        On the local network, with no handshake server: ``handshake_address=None`` and
+        ``host_address`` the game's address (an entry of ``request_lan_server_list()``'s
+        answer has it as ``"address"``); the host must be on a private, link-local or
+        loopback address.
+        """
         local = normalize_address(local_address, "local_address")
         self._check_password(password)
+        if handshake_address is None:
+            if host_address is None:
+                raise ValueError("give handshake_address, or host_address to join a LAN "
+                                 "game directly")
+            if handshake_key is not None:
+                raise ValueError("handshake_key needs a handshake_address")
+            host = _resolve(normalize_address(host_address, "host_address"))
+            lan = self._bind(local, host)
+            self._session.init_lan_client(host, lan, user_name, server_name, password or None,
+                                          self._clock())
+            self._flush()
+            return
+        if host_address is not None:
+            raise ValueError("give handshake_address or host_address, not both")
+        hs = _resolve(normalize_address(handshake_address, "handshake_address"))
         lan = self._bind(local, hs)
         self._session.init_client(hs, lan, user_name, server_name, password or None,
                                   self._clock(), handshake_key)
         self._start_port_mapping(lan)
+        self._flush()
+
+    def request_lan_server_list(self) -> None:
+        """Ask the local network for its games (broadcast on ``Config.lan_port``). The
+        answer comes about a second later as RECEIVED_SERVER_LIST, whose entries also have
+        ``address`` (pass it to ``init_client(None, ..., host_address=...)``) and
+        ``lan: True``. Works with or without a session; IPv4 only."""
+        if self._sock is None:
+            self._bind(("0.0.0.0", 0), None)
+        elif self._sock.family != socket.AF_INET:
+            raise RuntimeError("LAN discovery is IPv4: this peer's socket is IPv6")
+        hosts = self.config.lan_broadcast
+        if hosts is None:
+            hosts = tuple(broadcast_addresses())
+        self._session.request_lan_list([(h, self.config.lan_port) for h in hosts],
+                                       self._clock())
         self._flush()
 
     @staticmethod
@@ -124,7 +177,7 @@ class Peer:
         self._session.request_server_list(hs, self._clock(), handshake_key)
         self._flush()
 
-    def _bind(self, local: Address, toward: Address) -> Address:
+    def _bind(self, local: Address, toward: Address | None) -> Address:
         """Bind the socket (once); return the LAN address to tell the handshake server."""
         if (self._sock is None or self._bound is None or local[0] != self._bound[0]
                 or local[1] not in (0, self._sock.getsockname()[1])):
@@ -137,6 +190,9 @@ class Peer:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
             except OSError:  # pragma: no cover - some systems refuse; defaults still work
                 pass
+            if family == socket.AF_INET:
+                # LAN discovery queries go to broadcast addresses from this socket.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
             sock.setblocking(False)
             sock.bind(local)
             self._sock = sock
@@ -146,9 +202,30 @@ class Peer:
             host = self._lan_ip(toward)
         return (host, port)
 
+    def _listen_for_discovery(self) -> None:
+        """Hosting on the LAN: open the shared discovery socket (once)."""
+        if (self._discovery is not None or not self._session.lan.listening
+                or self._sock is None or self._sock.family != socket.AF_INET):
+            return
+        try:
+            self._discovery = DiscoveryListener(self.config.lan_port)
+        except OSError as exc:
+            # Another program holds the port without sharing it: players can still join
+            # by address, they just do not see the game in their list.
+            log.warning("cannot listen for LAN discovery on port %d: %s",
+                        self.config.lan_port, exc)
+
+    def _stop_discovery(self) -> None:
+        if self._discovery is not None:
+            self._discovery.close()
+            self._discovery = None
+
     @staticmethod
-    def _lan_ip(toward: Address) -> str:
-        """The local address the system would use to reach ``toward`` (no packet is sent)."""
+    def _lan_ip(toward: Address | None) -> str:
+        """The local address the system would use to reach ``toward`` (no packet is sent;
+        None: the default route's)."""
+        if toward is None:
+            toward = ("192.0.2.1", 9)  # any address off the machine: connect sends nothing
         family = socket.AF_INET6 if ":" in toward[0] else socket.AF_INET
         probe = socket.socket(family, socket.SOCK_DGRAM)
         try:
@@ -191,6 +268,7 @@ class Peer:
         """End the session; the other peers are told at once."""
         self._session.quit_connection(self._clock())
         self._flush(bypass_simulator=True)
+        self._stop_discovery()
 
     def close(self) -> None:
         """Quit, remove the port mapping if one was made, and release the socket."""
@@ -200,6 +278,7 @@ class Peer:
             self._mapper.close(self._now)  # the deletions leave now; nothing waits for them
             self._mapper.shutdown()
             self._mapper = None
+        self._stop_discovery()
         if self._sock is not None:
             self._sock.close()
             self._sock = None
@@ -284,6 +363,13 @@ class Peer:
                 if emit:
                     session.add_event(ev.PacketReceived(_describe(data, address)))
                 session.receive_datagram(data, address, now)
+        if self._discovery is not None:
+            if session.lan.listening:
+                for data, address in self._discovery.read():
+                    self.datagrams_received += 1
+                    session.receive_datagram(data, address, now)
+            else:
+                self._stop_discovery()  # the hosted session is over
         if self._mapper is not None:
             self._tick_port_mapping(now)
         session.handle_timer(now)

@@ -81,6 +81,8 @@ class FakeNet:
                         self.sim.send(reply, (HS, to), self.now)
             elif dst in self.sessions and dst not in self.paused:
                 self.sessions[dst].receive_datagram(data, src, self.now)
+            elif dst[0].endswith(".255"):
+                self._broadcast(data, src, dst)
         if self.hs_up:
             self.hs.expire(self.now)
         for a, s in self.sessions.items():
@@ -88,6 +90,15 @@ class FakeNet:
                 continue
             s.handle_timer(self.now)
             self._collect(s)
+
+    def _broadcast(self, data: bytes, src: Address, dst: Address) -> None:
+        """A datagram to ``a.b.c.255``: every session of that /24 hosting on the LAN, on
+        that discovery port, gets it (as its second socket would)."""
+        net = dst[0].rsplit(".", 1)[0] + "."
+        for a, s in self.sessions.items():
+            if (a[0].startswith(net) and a not in self.paused and s.lan.listening
+                    and s.config.lan_port == dst[1]):
+                s.receive_datagram(data, src, self.now)
 
     def run(self, seconds: float, until: Callable[[], bool] | None = None,
             dt: float = 1 / 60) -> bool:

@@ -173,3 +173,92 @@ def test_the_handshake_key_can_be_pinned_two_ways() -> None:
     assert parse_args(["--join", "g"]).handshake_key is None
     with pytest.raises(SystemExit):
         parse_args(["--join", "g", "--handshake-key", "not-a-key"])
+
+
+class LanPeer(QuietPeer):
+    """Records the LAN calls too, with their arguments."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.args: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+    def init_server(self, *args: Any, **kwargs: Any) -> None:
+        super().init_server()
+        self.args.append(("init_server", args, kwargs))
+
+    def init_client(self, *args: Any, **kwargs: Any) -> None:
+        super().init_client()
+        self.args.append(("init_client", args, kwargs))
+
+    def request_lan_server_list(self) -> None:
+        self.calls.append("request_lan_server_list")
+
+
+def test_lan_flag_hosts_with_no_handshake_server() -> None:
+    opts = parse_args(["--host", "den", "--lan", "--password", "pw"])
+    assert opts.lan
+    peer = LanPeer()
+    connector = Connector(peer, ConnectRequest.from_options(opts), now=0.0)  # type: ignore[arg-type]
+    connector.start()
+    assert peer.args[0][1][0] is None and peer.args[0][1][2:] == ("den", "pw")
+    connector.handle(pygame.event.Event(events.CONFIRMED_AS_SERVER, handshake_address=None))
+    assert connector.stage == Stage.WAITING and "local network" in connector.status()
+    with pytest.raises(SystemExit):
+        parse_args(["--lan"])
+
+
+def test_lan_join_looks_for_the_game_by_name_then_joins_its_address() -> None:
+    opts = parse_args(["--join", "den", "--as", "bob", "--lan"])
+    peer = LanPeer()
+    connector = Connector(peer, ConnectRequest.from_options(opts), now=0.0)  # type: ignore[arg-type]
+    connector.start()
+    assert connector.stage == Stage.SEARCHING and peer.calls == ["request_lan_server_list"]
+    connector.update(0.5)
+    assert peer.calls == ["request_lan_server_list"]
+    connector.update(2.0)  # not found yet: asked again
+    assert peer.calls == ["request_lan_server_list"] * 2
+    other = {"name": "other", "password_required": False, "address": ("10.0.0.9", 1),
+             "lan": True}
+    connector.handle(pygame.event.Event(events.RECEIVED_SERVER_LIST, server_names=["other"],
+                                        servers=[other], lan=True))
+    assert connector.stage == Stage.SEARCHING
+    den = {"name": "den", "password_required": False, "address": ("10.0.0.2", 4000),
+           "lan": True}
+    connector.handle(pygame.event.Event(events.RECEIVED_SERVER_LIST, server_names=["den"],
+                                        servers=[other, den], lan=True))
+    assert connector.stage == Stage.JOINING
+    name, args, kwargs = peer.args[-1]
+    assert name == "init_client" and args[0] is None and args[2:4] == ("bob", "den")
+    assert kwargs["host_address"] == ("10.0.0.2", 4000)
+    connector.handle(pygame.event.Event(events.CONFIRMED_AS_CLIENT, server_address=("h", 1)))
+    assert connector.connected
+
+
+def test_lan_join_gives_up_when_the_game_is_nowhere() -> None:
+    opts = parse_args(["--join", "den", "--lan"])
+    connector = Connector(LanPeer(), ConnectRequest.from_options(opts), now=0.0)  # type: ignore[arg-type]
+    connector.start()
+    connector.update(JOIN_TIMEOUT + 1)
+    assert connector.failed and "local network" in connector.error
+
+
+def test_a_host_whose_handshake_server_is_silent_hosts_on_the_lan() -> None:
+    peer = LanPeer()
+    host = ConnectRequest(Role.HOST, "alice", "alice", ("127.0.0.1", 5160), ("127.0.0.1", 0))
+    connector = Connector(peer, host, now=0.0)  # type: ignore[arg-type]
+    connector.start()
+    connector.handle(pygame.event.Event(
+        events.ERROR, message="registration failed: handshake server 127.0.0.1:5160 did not "
+        "answer"))
+    assert not connector.failed
+    connector.handle(pygame.event.Event(events.SESSION_TERMINATED, reason="registration"))
+    assert not connector.failed and peer.args[-1][1][0] is None
+    assert "hosting on the local network only" in connector.note
+    connector.handle(pygame.event.Event(events.CONFIRMED_AS_SERVER, handshake_address=None))
+    assert connector.stage == Stage.WAITING and "local network" in connector.status()
+    # A refusal is not silence: that still fails.
+    refused = Connector(LanPeer(), host, now=0.0)  # type: ignore[arg-type]
+    refused.start()
+    refused.handle(pygame.event.Event(
+        events.ERROR, message="registration refused by the handshake server: name taken"))
+    assert refused.failed

@@ -45,6 +45,9 @@ class FakePeer:
     def request_server_list(self, *args: Any, **kwargs: Any) -> None:
         self.calls.append(("request_server_list", args))
 
+    def request_lan_server_list(self) -> None:
+        self.calls.append(("request_lan_server_list", ()))
+
     def send(self, peer_name: str, message: Any, delivery: Any = None, channel: int = 0) -> None:
         self.sent.append((peer_name, message, delivery, channel))
 
@@ -210,7 +213,8 @@ def test_the_browser_lists_servers_with_locks_and_asks_for_passwords(
     browse = BrowseScene(ctx)
     browse.enter(0.0)
     peer = ctx.peers[-1]  # type: ignore[attr-defined]
-    assert peer.calls == [("request_server_list", (("127.0.0.1", 5160),))]
+    assert peer.calls == [("request_lan_server_list", ()),
+                          ("request_server_list", (("127.0.0.1", 5160),))]
     servers = [
         {"name": "zed", "password_required": True},
         {"name": "bob", "password_required": False},
@@ -233,6 +237,44 @@ def test_the_browser_lists_servers_with_locks_and_asks_for_passwords(
     assert scene.request.password == "s3cret"
     browse.handle_event(key(pygame.K_F5), 0.5)  # refreshing asks again
     assert ctx.peers[-1].calls[-1][0] in ("request_server_list", "init_client")  # type: ignore[attr-defined]
+
+
+def test_the_browser_lists_lan_games_with_a_tag_and_joins_them_directly(
+    ctx: Context, display: pygame.Surface
+) -> None:
+    browse = BrowseScene(ctx)
+    browse.enter(0.0)
+    peer = ctx.peers[-1]  # type: ignore[attr-defined]
+    internet = pygame.event.Event(
+        events.RECEIVED_SERVER_LIST, server_names=["bob"],
+        servers=[{"name": "bob", "password_required": False}],
+    )
+    lan = pygame.event.Event(
+        events.RECEIVED_SERVER_LIST, server_names=["bob", "den"], lan=True,
+        servers=[
+            {"name": "bob", "password_required": False, "address": ("10.0.0.2", 4000),
+             "lan": True},
+            {"name": "den", "password_required": True, "address": ("10.0.0.3", 4001),
+             "lan": True},
+            {"name": "junk", "password_required": False, "address": "nowhere", "lan": True},
+        ],
+    )
+    browse.handle_net(lan, 1.0)
+    browse.handle_net(internet, 1.1)
+    assert [(e.name, e.lan, e.address) for e in browse.entries] == [
+        ("bob", False, None), ("bob", True, ("10.0.0.2", 4000)),
+        ("den", True, ("10.0.0.3", 4001))]
+    # An empty LAN answer later removes the LAN games, not the others.
+    browse.draw(display, 1.2)
+    browse.handle_event(key(pygame.K_DOWN), 1.2)
+    browse.handle_event(key(pygame.K_RETURN), 1.2)
+    scene = switch(ctx, display)
+    assert isinstance(scene, ConnectingScene)
+    assert scene.request.lan and scene.request.host_address == ("10.0.0.2", 4000)
+    assert peer.calls[0] == ("request_lan_server_list", ())
+    browse.handle_net(pygame.event.Event(events.RECEIVED_SERVER_LIST, server_names=[],
+                                         servers=[], lan=True), 2.0)
+    assert [(e.name, e.lan) for e in browse.entries] == [("bob", False)]
 
 
 def test_the_browser_says_when_the_handshake_server_is_silent(ctx: Context) -> None:

@@ -232,3 +232,41 @@ def test_mutated_packets_raise_nothing_but_protocol_error(kind: Kind, data: st.D
             decode_control(k, bytes(raw))
     except ProtocolError:
         pass
+
+
+LAN_SAMPLES: dict[Kind, list[Any]] = {
+    Kind.LAN_QUERY: [b"q" * 8],
+    Kind.LAN_ANNOUNCE: [b"q" * 8, "host", True],
+    Kind.LAN_JOIN: ["alice", "host", b"n" * 8, b"c" * 32],
+    Kind.LAN_INTRO: [b"n" * 8, False, b"s" * 32, b"j" * 48, 5],
+}
+
+
+def test_every_lan_kind_round_trips_and_queries_are_padded() -> None:
+    from framework.protocol.wire import (  # noqa: PLC0415
+        LAN_JOIN_SIZE,
+        LAN_QUERY_SIZE,
+        LAN_SCHEMAS,
+        decode_lan,
+        encode_lan,
+    )
+
+    assert set(LAN_SAMPLES) == set(LAN_SCHEMAS)
+    for kind, fields in LAN_SAMPLES.items():
+        data = encode_lan(kind, fields)
+        assert peek_kind(data) is kind
+        got = decode_lan(kind, data)
+        padded = kind in (Kind.LAN_QUERY, Kind.LAN_JOIN)
+        assert (got[:-1] if padded else got) == fields
+        if padded:
+            assert len(data) == (LAN_QUERY_SIZE if kind is Kind.LAN_QUERY else LAN_JOIN_SIZE)
+        # wrong types and lengths
+        for i, v in enumerate(fields):
+            replaced = list(fields)
+            replaced[i] = {"x": 1} if not isinstance(v, dict) else 1
+            with pytest.raises(ProtocolError):
+                decode_lan(kind, encode_lan(kind, replaced))
+        with pytest.raises(ProtocolError):
+            decode_lan(kind, encode_lan(kind, [*fields, b"", 1]))
+    with pytest.raises(ProtocolError):
+        decode_lan(Kind.PUNCH, encode_control(Kind.PUNCH, SAMPLES[Kind.PUNCH]))

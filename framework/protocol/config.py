@@ -33,6 +33,17 @@ class Config:
     #: session starts, offer the mapped address to the other players, renew it, and
     #: remove it on close(). Off by default: it talks to your router and opens a port.
     port_mapping: bool = False
+    #: A host registered with a handshake server also answers discovery and joins from
+    #: its local network (players there find it with ``request_lan_server_list()``).
+    #: Answers go only to private, link-local and loopback addresses and are never
+    #: larger than what they answer; a game with a password keeps it on the LAN.
+    lan_discovery: bool = True
+    #: UDP port LAN hosts listen on for discovery queries (every host on a machine
+    #: shares it); a LAN with several games to keep apart may use another.
+    lan_port: int = 5161
+    #: Where LAN list queries go: IPv4 broadcast addresses. None: the broadcast address
+    #: of each of this machine's IPv4 interfaces on a local network, and 255.255.255.255.
+    lan_broadcast: tuple[str, ...] | None = None
 
     # --- network simulator (all off by default) ---
     #: Fraction of outgoing datagrams dropped.
@@ -76,6 +87,8 @@ class Config:
                 raise ValueError(f"Config.{name} must be positive")
         if self.attempts_before_expiration < 1:
             raise ValueError("Config.attempts_before_expiration must be at least 1")
+        if not 0 < self.lan_port < 65536:
+            raise ValueError("Config.lan_port must be a port number (1-65535)")
         if self.max_clients < 1:
             raise ValueError("Config.max_clients must be at least 1")
         self.simulation  # noqa: B018 - validates the simulator fields

@@ -29,9 +29,11 @@ class ConfirmedAsClient:
 
 @dataclass(frozen=True, slots=True)
 class ConfirmedAsServer:
-    """On the server player: the handshake server registered us."""
+    """On the server player: the handshake server registered us (or, hosting on the
+    local network only, the game is open at once)."""
 
-    handshake_address: Address  #: the handshake server that registered us
+    #: the handshake server that registered us; None when hosting with none (LAN only)
+    handshake_address: Address | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +95,13 @@ class ReceivedReliableMessageFromPeer:
 
 @dataclass(frozen=True, slots=True)
 class ReceivedServerList:
-    """The handshake server's list of registered servers."""
+    """The handshake server's list of registered servers, or the games that answered on
+    the local network (their entries also have ``address`` and ``lan: True``)."""
 
     server_names: list[str]
     servers: list[dict[str, Any]] = field(default_factory=list)
+    #: True for the answer to ``request_lan_server_list()`` (even an empty one)
+    lan: bool = False
 
 
 @dataclass(frozen=True, slots=True)

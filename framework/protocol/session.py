@@ -25,7 +25,7 @@ import logging
 from typing import Any
 
 from . import events as ev
-from .addresses import Address
+from .addresses import Address, is_local_address
 from .config import Config
 from .connection import Connection
 from .context import Context
@@ -33,13 +33,14 @@ from .crypto import RandomBytes, normalize_fingerprint
 from .delivery import Delivery
 from .errors import NotConnected, ProtocolError
 from .handshake import Handshakes
+from .lan import Lan
 from .messaging import Messaging
 from .names import normalize_name
 from .paths import Paths
 from .peers import Departures, Known, PathKind, Remote, RemoteState, Role, Route
 from .punching import Punching
 from .rendezvous import Rendezvous
-from .wire import Kind, peek_kind
+from .wire import LAN_KINDS, Kind, peek_kind
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class Session:
         self.handshakes = Handshakes(self.ctx, self)
         self.paths = Paths(self.ctx, self)
         self.messaging = Messaging(self.ctx, self)
+        self.lan = Lan(self.ctx, self)
         self._clear()
 
     def _clear(self) -> None:
@@ -105,8 +107,8 @@ class Session:
     # --- starting ------------------------------------------------------------------
 
     def init_server(self, handshake: Address, lan: Address, server_name: str,
-                    password: str | None, now: float, handshake_key: str | None = None
-                    ) -> None:
+                    password: str | None, now: float, handshake_key: str | None = None,
+                    bound_host: str | None = None) -> None:
         name = self._start_check(server_name, handshake_key)
         self.role = Role.SERVER
         self.name = self.server_name = name
@@ -115,6 +117,8 @@ class Session:
         self._set_phase(Phase.REGISTERING)
         self.rendezvous.register(name, self.rendezvous.candidates, self.password is not None,
                                  now)
+        if self.config.lan_discovery:
+            self.lan.host(lan[0] if bound_host is None else bound_host)
 
     def init_client(self, handshake: Address, lan: Address, user_name: str, server_name: str,
                     password: str | None, now: float, handshake_key: str | None = None
@@ -132,6 +136,50 @@ class Session:
         self.rendezvous.begin(handshake, _pin(handshake_key), lan)
         self._set_phase(Phase.JOINING)
         self.rendezvous.join(server, name, self.rendezvous.candidates, now)
+
+    def init_lan_server(self, lan: Address, server_name: str, password: str | None,
+                        now: float, bound_host: str | None = None) -> None:
+        """Host with no handshake server: found and joined on the local network only
+        (lan.py). ``lan``: our LAN address; ``bound_host``: the host the game's socket is
+        bound to (a loopback one answers loopback players only)."""
+        name = self._start_check(server_name, None)
+        self.role = Role.SERVER
+        self.name = self.server_name = name
+        self.password = password or None
+        self.ctx.now = now
+        self.rendezvous.lan = lan
+        self.lan.host(lan[0] if bound_host is None else bound_host)
+        self._set_phase(Phase.REGISTERING)
+        self._set_phase(Phase.HOSTING)
+        self.ctx.emit(ev.ConfirmedAsServer(None))
+
+    def init_lan_client(self, host: Address, lan: Address, user_name: str, server_name: str,
+                        password: str | None, now: float) -> None:
+        """Join the game ``server_name`` hosted at ``host`` on the local network, with no
+        handshake server: the host hands us a join token (lan.py), then the usual
+        handshake runs."""
+        name = self._start_check(user_name, None)
+        try:
+            server = normalize_name(server_name)
+        except ValueError as exc:
+            raise ValueError(f"invalid server name {server_name!r}: {exc}") from None
+        if name == server:
+            raise ValueError("the user name must differ from the server name")
+        if not is_local_address(host[0]):
+            raise ValueError(f"{host[0]} is not a local network address: LAN games are "
+                             "joined on private, link-local or loopback addresses only")
+        self.role = Role.CLIENT
+        self.name, self.server_name = name, server
+        self.password = password or None
+        self.rendezvous.lan = lan
+        self._set_phase(Phase.JOINING)
+        self.lan.join(host, now)
+
+    def request_lan_list(self, targets: list[Address], now: float) -> None:
+        """List the games of the local network: a query to each of ``targets`` (the
+        broadcast addresses, discovery port); the answer is RECEIVED_SERVER_LIST."""
+        self.ctx.now = now
+        self.lan.request_list(targets, now)
 
     def set_mapped_address(self, address: Address | None, now: float) -> None:
         """A port mapping of our router (or its loss): offered to the players we meet."""
@@ -188,6 +236,7 @@ class Session:
         self._set_phase(Phase.IDLE)
         self._clear()
         self.rendezvous.reset()
+        self.lan.reset()
         self.messaging.reset()
         self.ctx.emit(ev.SessionTerminated(reason))
 
@@ -272,7 +321,8 @@ class Session:
 
     def get_server_address(self) -> Address | None:
         if self.role is Role.SERVER:
-            return self.rendezvous.public
+            return self.rendezvous.public or (self.rendezvous.lan if self.lan.listening
+                                              and self.rendezvous.address is None else None)
         host = self.remotes.get(self.server_name or "")
         if host is not None and host.state is RemoteState.CONNECTED:
             return host.shown_address
@@ -325,6 +375,9 @@ class Session:
         first = self.rendezvous.next_timer()
         if first is not None:
             times.append(first)
+        lan = self.lan.next_timer()
+        if lan is not None:
+            times.append(lan)
         for r in self.remotes.values():
             if r.connection is not None:
                 times.append(r.connection.next_timer(now))
@@ -359,6 +412,8 @@ class Session:
             self.rendezvous.receive(kind, data, address, now)
         elif kind is Kind.PUNCH or kind is Kind.PUNCH_ACK:
             self.punching.on_packet(kind, data, route, now)
+        elif kind in LAN_KINDS:
+            self.lan.on_packet(kind, data, route, now)
         else:
             self.handshakes.on_packet(kind, data, route, now)
 
@@ -366,6 +421,7 @@ class Session:
         """Run everything that is due: resends, refreshes, punches, peer traffic."""
         self.ctx.now = now
         self.rendezvous.run(now)
+        self.lan.run(now)
         for remote in list(self.remotes.values()):
             if remote.name not in self.remotes:
                 continue  # removed by an earlier one's consequences

@@ -61,6 +61,8 @@ class Options:
     handshake_key: str | None = None
     password: str | None = None
     local_address: Address = DEFAULT_LOCAL
+    #: No handshake server: host on the local network, or find the game there and join.
+    lan: bool = False
     bot: bool = False
     headless: bool = False
     points: int = DEFAULT_POINTS
@@ -162,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--password", metavar="PW", help="password of the game")
     p.add_argument(
+        "--lan",
+        action="store_true",
+        help="play on the local network with no handshake server: --host is found there "
+        "(broadcast discovery), --join looks for the game by name there and joins it",
+    )
+    p.add_argument(
         "--local-address",
         type=_address_arg,
         default=DEFAULT_LOCAL,
@@ -203,6 +211,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     mode = "demo" if ns.demo else "host" if ns.host else "join" if ns.join else "menu"
     if ns.headless and mode not in ("host", "join"):
         parser.error("--headless needs --host NAME or --join NAME")
+    if ns.lan and mode not in ("host", "join"):
+        parser.error("--lan needs --host NAME or --join NAME (the menu's Browse lists LAN "
+                     "games by itself)")
     if ns.player and mode != "join":
         parser.error("--as is for --join")
     for name in (ns.host, ns.join, ns.player):
@@ -219,6 +230,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         handshake_key=ns.handshake_key or ns.handshake[1],
         password=ns.password,
         local_address=ns.local_address,
+        lan=ns.lan,
         bot=ns.bot,
         headless=ns.headless,
         points=ns.points,

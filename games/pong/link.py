@@ -19,7 +19,7 @@ class PeerLike(Protocol):
 
     def init_server(
         self,
-        handshake_address: Address,
+        handshake_address: Address | None,
         local_address: Address,
         server_name: str,
         password: str | None = None,
@@ -29,14 +29,17 @@ class PeerLike(Protocol):
 
     def init_client(
         self,
-        handshake_address: Address,
+        handshake_address: Address | None,
         local_address: Address,
         user_name: str,
         server_name: str,
         password: str | None = None,
         *,
         handshake_key: str | None = None,
+        host_address: Address | None = None,
     ) -> None: ...
+
+    def request_lan_server_list(self) -> None: ...
 
     def request_server_list(
         self, handshake_address: Address, *, handshake_key: str | None = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 import pygame
@@ -26,6 +26,7 @@ class Role(Enum):
 class Stage(Enum):
     STARTING = "starting"
     REGISTERING = "registering"  # host: waiting for the handshake server
+    SEARCHING = "searching"  # client, --lan: looking for the game on the local network
     WAITING = "waiting"  # host: registered, nobody joined yet
     JOINING = "joining"  # client: handshake, then the direct connection
     CONNECTED = "connected"
@@ -41,6 +42,10 @@ class ConnectRequest:
     local_address: Address
     password: str | None = None
     handshake_key: str | None = None
+    #: On the local network, with no handshake server: a host is found there only; a
+    #: client joins ``host_address`` or, without one, looks for the game by name first.
+    lan: bool = False
+    host_address: Address | None = None
 
     @classmethod
     def from_options(cls, opts: Options) -> ConnectRequest:
@@ -55,7 +60,12 @@ class ConnectRequest:
             local_address=opts.local_address,
             password=opts.password,
             handshake_key=opts.handshake_key,
+            lan=opts.lan,
         )
+
+
+#: Seconds between two LAN list requests while a --lan client looks for its game.
+LAN_SEARCH_INTERVAL = 1.5
 
 
 def explain_error(message: str, request: ConnectRequest) -> str:
@@ -69,6 +79,8 @@ def explain_error(message: str, request: ConnectRequest) -> str:
         return f"'{server}' needs a password."
     if "password" in low:
         return f"Wrong password for '{server}'."
+    if request.lan and "did not answer" in low:
+        return f"'{server}' does not answer on the local network: {message}"
     if any(k in low for k in ("no server", "no game", "not found", "no such", "not exist")):
         return f"No game called '{server}' is registered at {hs}."
     if any(k in low for k in ("taken", "in use", "already")):
@@ -94,11 +106,23 @@ class Connector:
         self.note = ""  # a passing remark (a client that could not be reached...)
         self.opponent: str | None = None
         self._heard_from_handshake = False
+        self._lan_fallback = False  # host: the handshake server is silent, go LAN only
+        self._next_search = 0.0
 
     def start(self) -> None:
         r = self.request
         try:
-            if r.role == Role.HOST:
+            if r.role == Role.HOST and r.lan:
+                self.peer.init_server(None, r.local_address, r.server_name, r.password)
+                self.stage = Stage.REGISTERING
+            elif r.role == Role.CLIENT and r.lan and r.host_address is None:
+                self.stage = Stage.SEARCHING
+                self._search(self.started_at)
+            elif r.role == Role.CLIENT and r.lan:
+                self.peer.init_client(None, r.local_address, r.user_name, r.server_name,
+                                      r.password, host_address=r.host_address)
+                self.stage = Stage.JOINING
+            elif r.role == Role.HOST:
                 self.peer.init_server(r.handshake, r.local_address, r.server_name, r.password,
                                       handshake_key=r.handshake_key)
                 self.stage = Stage.REGISTERING
@@ -108,6 +132,42 @@ class Connector:
                     handshake_key=r.handshake_key,
                 )
                 self.stage = Stage.JOINING
+        except (OSError, ValueError) as exc:
+            self._fail(f"Could not start: {exc}")
+
+    def _search(self, now: float) -> None:
+        self._next_search = now + LAN_SEARCH_INTERVAL
+        self.peer.request_lan_server_list()
+
+    def _found(self, event: pygame.event.Event) -> None:
+        """A LAN list while searching: join the game if it is there."""
+        r = self.request
+        for entry in getattr(event, "servers", None) or []:
+            if (isinstance(entry, dict) and entry.get("lan") and entry.get("name") == r.server_name
+                    and entry.get("address")):
+                if entry.get("password_required") and not r.password:
+                    self._fail(f"'{r.server_name}' needs a password.")
+                    return
+                host = entry["address"]
+                self.request = replace(r, host_address=(str(host[0]), int(host[1])))
+                self.stage = Stage.JOINING
+                try:
+                    self.peer.init_client(None, r.local_address, r.user_name, r.server_name,
+                                          r.password, host_address=self.request.host_address)
+                except (OSError, ValueError) as exc:
+                    self._fail(f"Could not start: {exc}")
+                return
+
+    def _host_on_lan_only(self) -> None:
+        """The handshake server never answered: host on the local network instead."""
+        r = self.request
+        self._lan_fallback = False
+        self.request = replace(r, lan=True)
+        self.note = (f"The handshake server {format_address(r.handshake)} does not answer: "
+                     "hosting on the local network only.")
+        log.info("%s", self.note)
+        try:
+            self.peer.init_server(None, r.local_address, r.server_name, r.password)
         except (OSError, ValueError) as exc:
             self._fail(f"Could not start: {exc}")
 
@@ -126,6 +186,18 @@ class Connector:
         """One line saying what is going on."""
         r = self.request
         hs = format_address(r.handshake)
+        if r.lan:
+            where = (format_address(r.host_address) if r.host_address is not None
+                     else "the local network")
+            if self.stage == Stage.REGISTERING:
+                return f"Hosting '{r.server_name}' on the local network..."
+            if self.stage == Stage.WAITING:
+                return (f"Hosting '{r.server_name}' on the local network (LAN). Waiting for "
+                        "a player to join...")
+            if self.stage == Stage.SEARCHING:
+                return f"Looking for '{r.server_name}' on the local network..."
+            if self.stage == Stage.JOINING:
+                return f"Joining '{r.server_name}' at {where}..."
         if self.stage == Stage.REGISTERING:
             return f"Registering '{r.server_name}' with the handshake server {hs}..."
         if self.stage == Stage.WAITING:
@@ -149,7 +221,18 @@ class Connector:
         """Backstop timeouts, should the engine stay silent."""
         waited = self.elapsed(now)
         hs = format_address(self.request.handshake)
-        if self.stage == Stage.REGISTERING and waited > REGISTER_TIMEOUT:
+        if self.stage == Stage.SEARCHING:
+            if waited > JOIN_TIMEOUT:
+                self._fail(f"No game called '{self.request.server_name}' answers on the "
+                           "local network.")
+            elif now >= self._next_search:
+                try:
+                    self._search(now)
+                except (OSError, RuntimeError) as exc:
+                    self._fail(f"Could not look for games: {exc}")
+        elif self.request.lan and self.stage == Stage.JOINING and waited > JOIN_TIMEOUT:
+            self._fail(f"Could not reach '{self.request.server_name}' on the local network.")
+        elif self.stage == Stage.REGISTERING and waited > REGISTER_TIMEOUT:
             self._fail(f"The handshake server {hs} does not answer.")
         elif self.stage == Stage.JOINING and waited > JOIN_TIMEOUT:
             if self._heard_from_handshake:
@@ -171,6 +254,12 @@ class Connector:
             self.stage = Stage.CONNECTED
         elif t == events.PEER_LIST_UPDATED:
             self._heard_from_handshake = True
+        elif t == events.RECEIVED_SERVER_LIST and self.stage == Stage.SEARCHING:
+            self._found(event)
+        elif (t == events.ERROR and host and self.stage == Stage.REGISTERING
+              and not self.request.lan and "registration failed" in str(event.message).lower()
+              and "did not answer" in str(event.message).lower()):
+            self._lan_fallback = True  # the session ends next: then host on the LAN
         elif t == events.ERROR:
             self._fail(explain_error(str(event.message), self.request))
         elif t == events.PEER_CONNECTION_FAILED:
@@ -179,6 +268,8 @@ class Connector:
             else:
                 self._heard_from_handshake = True
                 self._fail(f"Could not reach '{event.peer_name}' (peer unreachable).")
+        elif t == events.SESSION_TERMINATED and self._lan_fallback:
+            self._host_on_lan_only()
         elif t == events.SESSION_TERMINATED:
             self._fail(f"The session ended: {event.reason}")
         elif t == events.PEER_TIMEOUT and not host:

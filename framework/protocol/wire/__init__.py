@@ -4,6 +4,7 @@
 - ``hsserver``: kinds 1-4, talking to the handshake server (cookies, sealed requests).
 - ``control``: kinds 32-38, a peer's punching and handshake packets.
 - ``data``: kind 39, DATA, and the grammar of the message items inside it.
+- ``lan``: kinds 40-43, LAN discovery and joins with no handshake server.
 - ``fields``: the checks of single fields the schemas are made of.
 
 Nothing past :func:`peek_kind`, :func:`decode_control`, :func:`decode_hs_body` and
@@ -86,19 +87,29 @@ from .hsserver import (
     split_sealed_reply,
     split_sealed_request,
 )
+from .lan import (
+    LAN_JOIN_SIZE,
+    LAN_KINDS,
+    LAN_NONCE_SIZE,
+    LAN_QUERY_SIZE,
+    LAN_SCHEMAS,
+    decode_lan,
+    encode_lan,
+)
 
 __all__ = [
     "ACKS", "AUTH_SIZE", "CANCEL", "COOKIE_REQUEST_SIZE", "COOKIE_SIZE", "DATA_PREFIX_SIZE",
     "ERROR_TEXT", "FRAGMENT", "HEADER", "HEADER_SIZE", "HELLO_SIZE", "HS_SCHEMAS",
-    "ITEM_ROOM", "LIST_REQUEST_SIZE", "MAX_MESSAGE_ID", "PING_ITEM", "RELAY_HEADER_SIZE",
+    "ITEM_ROOM", "LAN_JOIN_SIZE", "LAN_KINDS", "LAN_NONCE_SIZE", "LAN_QUERY_SIZE",
+    "LAN_SCHEMAS", "LIST_REQUEST_SIZE", "MAX_MESSAGE_ID", "PING_ITEM", "RELAY_HEADER_SIZE",
     "RELAY_OVERHEAD", "REQUESTS", "REQUEST_SIZE", "SCHEMAS", "SEALED_REPLY_OVERHEAD",
     "SEALED_REQUEST_OVERHEAD", "SYSTEM_UNRELIABLE", "SYS_BYE", "SYS_FORWARD",
     "SYS_FORWARDED", "SYS_FORWARD_FAILED", "SYS_PATH_CHALLENGE", "SYS_PATH_RESPONSE",
     "SYS_PEERS", "SYS_PING", "WHOLE", "CandidateKind", "ErrorCode", "HsKind", "Kind",
     "Parsed", "Validator", "data_plaintext", "data_prefix", "decode_control",
-    "decode_cookie", "decode_cookie_request", "decode_hs_body", "decode_relay",
+    "decode_cookie", "decode_cookie_request", "decode_hs_body", "decode_lan", "decode_relay",
     "encode_cancel", "encode_control", "encode_cookie", "encode_cookie_request",
-    "encode_data_plaintext", "encode_fragment", "encode_hs_body", "encode_relay",
+    "encode_data_plaintext", "encode_fragment", "encode_hs_body", "encode_lan", "encode_relay",
     "encode_reliable", "encode_sequenced", "encode_system", "encode_unreliable",
     "error_text", "fragment_item", "header", "is_literal_ip", "message_flags",
     "parse_data", "parse_items", "peek_kind", "reliable_item", "request_size",

@@ -38,6 +38,11 @@ class Kind(enum.IntEnum):
     WELCOME = 37
     REJECT = 38
     DATA = 39
+    # LAN discovery and joins with no handshake server (wire/lan.py)
+    LAN_QUERY = 40
+    LAN_ANNOUNCE = 41
+    LAN_JOIN = 42
+    LAN_INTRO = 43
 
 
 _KINDS: dict[int, Kind] = {int(k): k for k in Kind}  # Kind(n) costs far more than a lookup

@@ -1,4 +1,5 @@
-"""The server browser: the games registered at the handshake server, refreshed on demand."""
+"""The server browser: the games registered at the handshake server and those answering
+on the local network (tagged LAN), refreshed on demand."""
 
 from __future__ import annotations
 
@@ -24,19 +25,44 @@ PASSWORD = "Password"
 class ServerEntry:
     name: str
     locked: bool
+    #: Found on the local network (joined there directly, with no handshake server).
+    lan: bool = False
+    address: Address | None = None
+
+
+def _lan_address(entry: dict[str, object]) -> Address | None:
+    address = entry.get("address")
+    if (isinstance(address, (tuple, list)) and len(address) == 2
+            and isinstance(address[0], str) and isinstance(address[1], int)):
+        return (address[0], address[1])
+    return None
 
 
 def parse_server_list(event: pygame.event.Event) -> list[ServerEntry]:
     """The entries of a RECEIVED_SERVER_LIST event, sorted by name."""
     servers = getattr(event, "servers", None) or []
-    entries = {
-        str(s["name"]): ServerEntry(str(s["name"]), bool(s.get("password_required")))
-        for s in servers
-        if isinstance(s, dict) and "name" in s
-    }
+    entries: dict[tuple[str, Address | None], ServerEntry] = {}
+    for s in servers:
+        if not isinstance(s, dict) or "name" not in s:
+            continue
+        address = _lan_address(s) if s.get("lan") else None
+        if s.get("lan") and address is None:
+            continue
+        entry = ServerEntry(str(s["name"]), bool(s.get("password_required")),
+                            address is not None, address)
+        entries[(entry.name, address)] = entry
     for name in getattr(event, "server_names", None) or []:
-        entries.setdefault(str(name), ServerEntry(str(name), False))
-    return sorted(entries.values(), key=lambda e: e.name.lower())
+        if not any(key[0] == str(name) for key in entries):
+            entries[(str(name), None)] = ServerEntry(str(name), False)
+    return sorted(entries.values(), key=lambda e: (e.name.lower(), e.lan))
+
+
+def merge_entries(old: list[ServerEntry], new: list[ServerEntry], lan: bool
+                  ) -> list[ServerEntry]:
+    """One list's answer replaces the entries of its kind (LAN or handshake server)."""
+    kept = [e for e in old if e.lan != lan]
+    fresh = [e for e in new if e.lan == lan]
+    return sorted(kept + fresh, key=lambda e: (e.name.lower(), e.lan))
 
 
 class BrowseScene(Scene):
@@ -45,6 +71,7 @@ class BrowseScene(Scene):
         self.entries: list[ServerEntry] = []
         self.selected = 0
         self.asked_at: float | None = None
+        self.lan_asked_at: float | None = None
         self.error = ""
         self.handshake: Address | None = None
         self.handshake_key: str | None = None
@@ -69,20 +96,29 @@ class BrowseScene(Scene):
             self.handshake, self.handshake_key = parse_handshake(self.ctx.settings.handshake)
         except ValueError as exc:
             self.error = f"Handshake server: {exc}"
-            return
         self.refresh(now)
 
     def refresh(self, now: float) -> None:
+        self.error = ""
+        try:
+            peer = self.ctx.peer or self.ctx.open_peer()
+        except OSError as exc:
+            self.error = f"Could not ask: {exc}"
+            return
+        if self.lan_asked_at is None:
+            try:
+                peer.request_lan_server_list()
+                self.lan_asked_at = now
+            except (OSError, RuntimeError) as exc:
+                self.error = f"Could not look on the local network: {exc}"
         if self.handshake is None:
             return
         try:
-            peer = self.ctx.peer or self.ctx.open_peer()
             peer.request_server_list(self.handshake, handshake_key=self.handshake_key)
         except OSError as exc:
             self.error = f"Could not ask: {exc}"
             return
         self.asked_at = now
-        self.error = ""
 
     def handle_event(self, event: pygame.event.Event, now: float) -> None:
         if event.type == pygame.KEYDOWN:
@@ -125,9 +161,11 @@ class BrowseScene(Scene):
         return pygame.Rect(70, LIST_TOP + i * (ROW_HEIGHT + 6), 660, ROW_HEIGHT)
 
     def join(self) -> None:
-        if not self.entries or self.handshake is None:
+        if not self.entries:
             return
         entry = self.entries[self.selected]
+        if not entry.lan and self.handshake is None:
+            return
         s = self.ctx.settings
         s.password = self.form.field(PASSWORD).value
         if entry.locked and not s.password:
@@ -142,23 +180,32 @@ class BrowseScene(Scene):
             Role.CLIENT,
             s.name,
             entry.name,
-            self.handshake,
+            self.handshake or self.ctx.opts.handshake,
             self.ctx.opts.local_address,
             s.password if entry.locked else None,
-            self.handshake_key,
+            None if entry.lan else self.handshake_key,
+            lan=entry.lan,
+            host_address=entry.address,
         )
         self.ctx.go.connect(request)
 
     def handle_net(self, event: pygame.event.Event, now: float) -> None:
         if event.type == events.RECEIVED_SERVER_LIST:
-            self.entries = parse_server_list(event)
+            found = parse_server_list(event)
+            lan = bool(getattr(event, "lan", False))
+            if lan:
+                self.lan_asked_at = None
+            else:
+                self.asked_at = None
+            self.entries = merge_entries(self.entries, found, lan)
             self.selected = min(self.selected, max(0, len(self.entries) - 1))
-            self.asked_at = None
         elif event.type == events.ERROR and self.asked_at is not None:
             self.asked_at = None
             self.error = f"The handshake server does not answer ({event.message})."
 
     def update(self, now: float) -> None:
+        if self.lan_asked_at is not None and now - self.lan_asked_at > LIST_TIMEOUT:
+            self.lan_asked_at = None
         if self.asked_at is not None and now - self.asked_at > LIST_TIMEOUT:
             self.asked_at = None
             hs = format_address(self.handshake) if self.handshake else "?"
@@ -168,9 +215,11 @@ class BrowseScene(Scene):
         surface.fill(theme.BACKGROUND)
         hs = format_address(self.handshake) if self.handshake else self.ctx.settings.handshake
         render.text(surface, "Servers", theme.LARGE_SIZE, theme.TEXT, topleft=(70, 44))
-        render.text(surface, f"at {hs}", theme.SMALL_SIZE, theme.TEXT_DIM, topleft=(70, 92))
-        if self.asked_at is not None:
-            status, colour = f"Asking... {now - self.asked_at:3.1f} s", theme.TEXT_DIM
+        render.text(surface, f"at {hs} and on the local network (LAN)", theme.SMALL_SIZE,
+                    theme.TEXT_DIM, topleft=(70, 92))
+        asked = [t for t in (self.asked_at, self.lan_asked_at) if t is not None]
+        if asked:
+            status, colour = f"Asking... {now - min(asked):3.1f} s", theme.TEXT_DIM
         elif self.error:
             status, colour = self.error, theme.ERROR
         elif not self.entries:
@@ -193,6 +242,8 @@ class BrowseScene(Scene):
                 theme.TEXT,
                 topleft=(rect.x + 14, rect.y + 8),
             )
+            if entry.lan:
+                _lan_tag(surface, (rect.right - 90, rect.y + 8))
             if entry.locked:
                 _lock(surface, (rect.right - 30, rect.y + 8))
         if len(self.entries) > MAX_ROWS:
@@ -205,6 +256,13 @@ class BrowseScene(Scene):
                 topleft=(70, LIST_TOP + MAX_ROWS * (ROW_HEIGHT + 6)),
             )
         self.form.draw(surface, now)
+
+
+def _lan_tag(surface: pygame.Surface, topleft: tuple[int, int]) -> None:
+    """A small LAN badge: the game answered on the local network."""
+    x, y = topleft
+    pygame.draw.rect(surface, theme.ACCENT, (x, y, 48, 22), width=2, border_radius=4)
+    render.text(surface, "LAN", theme.SMALL_SIZE, theme.ACCENT, center=(x + 24, y + 11))
 
 
 def _lock(surface: pygame.Surface, topleft: tuple[int, int]) -> None:
