@@ -537,6 +537,23 @@ def test_relay_first_never_delays_a_path_that_punches_at_once() -> None:
     assert net.hs.stats.relayed_packets == 0
 
 
+def test_a_punch_that_gets_in_where_ours_cannot_get_out_falls_back_to_the_relay() -> None:
+    """The server player's punch reaches the client (whose NAT lets anyone in), but
+    nothing the client sends reaches the server player (the client's NAT maps each
+    destination to a new port, the server player's filters by port): the client's HELLO
+    on that path goes unanswered, so it is resent through the relay."""
+    net = FakeNet(SimSettings(latency=0.02, seed=27))
+    host = start_host(net)
+    alice = join(net, host, "alice")
+    h, a = net.addr(host), net.addr(alice)
+    net.filter = lambda data, src, dst: not (src == a and dst == h)
+    assert net.run(5, lambda: connected(net, alice) and host.get_peers() == ["alice"])
+    conn = alice.connection("host")
+    assert conn is not None and conn.stats(net.now).path == "relay"
+    alice.send("host", "through the relay", Delivery.RELIABLE_ORDERED, 0)
+    assert net.run(2, lambda: "through the relay" in user_messages(net, host))
+
+
 def test_without_relay_a_blocked_path_fails_as_the_seed_says() -> None:
     net = FakeNet(server_config=ServerConfig(relay=False))
     host = start_host(net)

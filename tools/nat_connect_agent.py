@@ -157,12 +157,16 @@ def main() -> int:
     p.add_argument("--parallel", type=int, default=1)
     p.add_argument("--settle", type=float, default=0.0)
     p.add_argument("--port-mapping", action="store_true", help="host: Config(port_mapping)")
+    p.add_argument("--log", help="write the engine's log (INFO) to this file")
     args = p.parse_args()
     sys.path.insert(0, os.path.abspath(args.root))
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     import framework  # noqa: PLC0415 - the engine of --root, after the path is set
 
+    if args.log:
+        logging.basicConfig(filename=args.log, level=logging.INFO,
+                            format="%(relativeCreated)8.0f %(name)s: %(message)s")
     intros = Intros()
     logging.getLogger("framework").addHandler(intros)
     logging.getLogger("framework").setLevel(logging.INFO)

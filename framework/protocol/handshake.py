@@ -35,6 +35,7 @@ from .errors import ProtocolError
 from .limits import Buckets
 from .peers import (
     Handshake,
+    PathKind,
     Remote,
     RemoteState,
     Role,
@@ -123,6 +124,10 @@ class Handshakes:
             raise ProtocolError("HELLO from a client already in the session")
         hs = remote.handshake
         if hs is not None and hs.client_share == share:
+            if route != remote.route and route.relayed and route.relay_id == remote.relay_id:
+                # The client went on through our relay (its direct HELLO got in, our
+                # CHALLENGE did not get back): follow it there.
+                remote.route, remote.path = route, PathKind.RELAY
             if route == remote.route:  # our CHALLENGE was lost: the same one again
                 self._ctx.send_on(hs.challenge, route)
             return

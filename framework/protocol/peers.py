@@ -110,6 +110,9 @@ class Remote:
     connection: Connection | None = None
     relay_id: bytes = b""
     relay_requested: bool = False
+    #: The chosen path answered one of our punches (both ways proven), as opposed to
+    #: only a punch of theirs having come in (their way in proven, ours out not).
+    path_answered: bool = False
     next_direct_try: float = 0.0
     # Path validation: token per route being tested, and bytes received from each
     # unvalidated route (we never send one more than it sent us).

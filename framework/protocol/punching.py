@@ -182,7 +182,26 @@ class Punching:
                     and now >= remote.punch_started + cfg.relay_delay):
                 self._request_relay(remote, now)
         elif session.role is Role.CLIENT and now >= remote.next_resend:
+            self._fall_back_to_relay(remote)
             session.handshakes.send_client(remote, now)
+
+    def _fall_back_to_relay(self, remote: Remote) -> None:
+        """Client: our HELLO went on a direct path because the server player's punch got
+        in, but nothing came back: our way out may be shut (a NAT that maps each
+        destination apart). Resend it through the relay, when there is one; the session
+        moves to the direct path later if that turns out to work both ways."""
+        hs = remote.handshake
+        # On a path that answered our punches, one lost HELLO is only bad luck.
+        if (hs is None or hs.keys is not None or remote.path is PathKind.RELAY
+                or remote.tries < (2 if remote.path_answered else 1)):
+            return
+        relay = next((c.route for c in remote.candidates if c.kind is PathKind.RELAY), None)
+        if relay is None:
+            return
+        log.info("no answer to %s on %s: going on through the relay", remote.name,
+                 remote.route.address if remote.route else None)
+        remote.route = relay
+        remote.path = PathKind.RELAY
 
     def next_timer(self, remote: Remote) -> float:
         if remote.state is RemoteState.PUNCHING:
@@ -260,20 +279,24 @@ class Punching:
                 # The server player's punch got through, and our answer has just opened
                 # our side: the path is there. Start at once instead of half a round trip
                 # later, when the answer to one of our punches would come back.
-                self._choose(remote, route, now)
+                self._choose(remote, route, now, answered=False)
             return
         punched = remote.punches.pop(nonce, None)
         if punched is None:
             return  # not an answer to a punch of ours (or a copy of one already used)
         if remote.path is not PathKind.RELAY:
             remote.rtt.sample(now - punched[1])  # each nonce went out once: clean
+        if route == remote.route:
+            remote.path_answered = True
         if session.role is Role.CLIENT and remote.state is RemoteState.PUNCHING:
             self._choose(remote, route, now)
         # The server player follows the path the client's HELLO comes from.
 
-    def _choose(self, remote: Remote, route: Route, now: float) -> None:
+    def _choose(self, remote: Remote, route: Route, now: float, answered: bool = True
+                ) -> None:
         """Client: the first path that answered; start the key exchange on it."""
         remote.route = route
+        remote.path_answered = answered
         remote.path = remote.kind_of(route)
         remote.set_state(RemoteState.HANDSHAKE)
         remote.deadline = max(remote.deadline, now + self._ctx.config.handshake_timeout)
