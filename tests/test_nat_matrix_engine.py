@@ -19,6 +19,7 @@ pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
 EIM_EIF = NatBehavior("endpoint", "endpoint")
 EIM_APDF = NatBehavior("endpoint", "address-port")
 ADM_ADF = NatBehavior("address", "address")
+ADM_EIF = NatBehavior("address", "endpoint")
 APDM_APDF = NatBehavior("address-port", "address-port")
 
 CASES = [
@@ -26,6 +27,9 @@ CASES = [
     (EIM_EIF, APDM_APDF, "direct"),  # a symmetric NAT meets an open one: its punch gets in
     (ADM_ADF, EIM_APDF, "relay"),  # needs port prediction, which the engine does not do
     (APDM_APDF, APDM_APDF, "relay"),  # two symmetric NATs
+    # The host's punch gets in (the client's NAT lets anyone in) but nothing the client
+    # sends gets to the host: its HELLO on that path goes on through the relay.
+    (EIM_APDF, ADM_EIF, "relay"),
 ]
 
 
