@@ -100,7 +100,7 @@ class HandshakeServer:
                     next_expiry = now + SERVER_EXPIRY_INTERVAL
                 if now >= next_stats:
                     log.info("%d registered, %d relays; since start: %s",
-                             len(self.core.registrations), len(self.core.relays),
+                             self.core.registered(now), len(self.core.relays),
                              json.dumps(self.core.stats.summary()))
                     next_stats = now + SERVER_STATS_INTERVAL
         finally:
