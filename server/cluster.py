@@ -36,7 +36,8 @@ Keys (prefix ``p2p:``):
   ``intros`` and ``intropfx:<prefix>`` for the caps.
 - ``relay:<id>`` hash and ``relaypair:<msgpack ends>`` -> id, TTL = the idle timeout,
   renewed by traffic; ``relays`` and ``relaypfx:<prefix>`` for the caps.
-- ``rate:<prefix>:<window>`` counters (fixed windows of burst/rate seconds).
+- ``rate:<prefix>:<window>`` counters (fixed windows of burst/rate seconds), added to
+  by each node every 0.1 s.
 - ``node:<id>`` pub/sub channels.
 """
 
@@ -127,8 +128,17 @@ class Link:
             health_check_interval=0, decode_responses=False)
         self._down_until = float("-inf")
         self.failures = 0
-        self.claim = self.client.register_script(_CLAIM)
-        self.update = self.client.register_script(_UPDATE)
+
+    # EVAL, not EVALSHA: redis-py's pipelines check SCRIPT EXISTS before every execute
+    # that holds a registered script (a round trip more); the script's text is small,
+    # and Redis keeps it compiled.
+    @staticmethod
+    def claim(pipe: Any, keys: list[bytes], args: list[Any]) -> None:
+        pipe.eval(_CLAIM, len(keys), *keys, *args)
+
+    @staticmethod
+    def update(pipe: Any, keys: list[bytes], args: list[Any]) -> None:
+        pipe.eval(_UPDATE, len(keys), *keys, *args)
 
     def run(self, commands: Callable[[Any], object]) -> list[Any]:
         """Queue ``commands`` on a pipeline and run it: one round trip."""
@@ -303,29 +313,41 @@ class RedisRegistry:
         fields = self._fields(reg)
 
         def claim(p: Any) -> None:
-            self._link.claim(keys=[key, *(self._look(x) for x in looks)],
-                             args=[ms, name, *fields], client=p)
+            self._link.claim(p, [key, *(self._look(x) for x in looks)],
+                             [ms, name, *fields])
             self._index(p, reg, wall)
         claimed, *_ = self._link.run(claim)
         if claimed != 1:
             return ErrorCode.NAME_TAKEN  # another node registered it meanwhile
         return reg, True
 
-    def _index(self, p: Any, reg: Registration, wall: float) -> None:
+    @staticmethod
+    def _members(name: str) -> tuple[bytes, bytes]:
+        """The list's members for a name: the name, a NUL, its password flag (so LIST
+        reads the flag without reading each record; NUL sorts before any character)."""
+        raw = name.encode() + b"\x00"
+        return raw + b"0", raw + b"1"
+
+    def _index(self, p: Any, reg: Registration, wall: float, listed: bool = True) -> None:
         until = wall + reg.valid
-        p.zadd(self._names, {reg.name: 0})
+        if listed:
+            off, on = self._members(reg.name)
+            if reg.password_required:
+                off, on = on, off
+            p.zrem(self._names, on)
+            p.zadd(self._names, {off: 0})
         p.zadd(self._regs, {reg.name: until})
         pfx = self._pfx(reg.prefix)
         p.zadd(pfx, {reg.name: until})
         p.pexpire(pfx, int(self._config.max_reg_valid * 1000))
 
     def _renew(self, reg: Registration, wall: float,
-               fields: list[bytes | str | int | float]) -> None:
+               fields: list[bytes | str | int | float], listed: bool = True) -> None:
         keys = [self._key(reg.name), *(self._look(x) for x in reg.looks)]
 
         def renew(p: Any) -> None:
-            self._link.update(keys=keys, args=[int(reg.valid * 1000), *fields], client=p)
-            self._index(p, reg, wall)
+            self._link.update(p, keys, [int(reg.valid * 1000), *fields])
+            self._index(p, reg, wall, listed)
         self._link.run(renew)
 
     def owned(self, name: str, token: bytes, source: Address, now: float
@@ -339,39 +361,40 @@ class RedisRegistry:
         reg.expires = now + reg.valid
         reg.share = share
         reg.node = self._node  # this node is the one the host talks to now
-        self._renew(reg, time.time(), [b"s", share, b"n", self._node])
+        self._renew(reg, time.time(), [b"s", share, b"n", self._node], listed=False)
 
     def drop(self, reg: Registration) -> None:
         def drop(p: Any) -> None:
             p.delete(self._key(reg.name), *(self._look(x) for x in reg.looks))
-            p.zrem(self._names, reg.name)
+            p.zrem(self._names, *self._members(reg.name))
             p.zrem(self._regs, reg.name)
             p.zrem(self._pfx(reg.prefix), reg.name)
         self._link.run(drop)
 
     def after(self, name: str, now: float) -> Iterator[Registration]:
-        cursor = name.encode()
+        """Two round trips a page: the names (with their password flags), then their
+        expiries from ``regs``; a name whose registration is gone is skipped."""
+        start = b"(" + name.encode() + b"\x00\xff"  # after every member of ``name``
         while True:
             page: list[Any] = self._link.run(
-                _call("zrangebylex", self._names, b"(" + cursor, b"+", 0, 64))[0]
+                _call("zrangebylex", self._names, start, b"+", 0, 64))[0]
             if not page:
                 return
-            flags = self._link.run(_each("hget", [(PREFIX + b"reg:" + n, b"w")
-                                                  for n in page]))
-            stale = []
-            for raw, flag in zip(page, flags, strict=True):
+            entries: list[tuple[str, bool]] = []
+            for raw in page:
                 try:
-                    reg_name = raw.decode()
-                except (AttributeError, UnicodeDecodeError):
+                    reg_name, flag = raw.decode().rsplit("\x00", 1)
+                except (AttributeError, UnicodeDecodeError, ValueError):
                     continue
-                if flag is None:
-                    stale.append(raw)
-                    continue
-                yield Registration(reg_name, ("", 0), "", (), [], b"", flag == b"1", b"",
-                                   now + 1.0, 0.0)
-            if stale:
-                self._link.run(_call("zrem", self._names, *stale))
-            cursor = page[-1]
+                entries.append((reg_name, flag == "1"))
+            wall = time.time()
+            scores: list[Any] = self._link.run(
+                _call("zmscore", self._regs, [n for n, _ in entries]))[0] if entries else []
+            for (reg_name, flag), until in zip(entries, scores, strict=True):
+                if until is not None and float(until) > wall:
+                    yield Registration(reg_name, ("", 0), "", (), [], b"", flag, b"",
+                                       now + float(until) - wall, 0.0)
+            start = b"(" + page[-1]
 
     def expire(self, now: float) -> list[Registration]:
         """Names whose registration expired leave the list (Redis dropped the hashes)."""
@@ -383,10 +406,11 @@ class RedisRegistry:
             dead = [n for n, e in zip(gone, exists, strict=True) if not e]
 
             def sweep(p: Any) -> None:
-                p.zrem(self._regs, *gone)
-                if dead:
-                    p.zrem(self._names, *dead)
-            self._link.run(sweep)
+                for n in dead:
+                    p.zrem(self._regs, n)
+                    p.zrem(self._names, n + b"\x000", n + b"\x001")
+            if dead:
+                self._link.run(sweep)
         return []
 
     def count(self, now: float) -> int:
@@ -457,8 +481,7 @@ class RedisIntroductions:
                 b"c", msgpack.packb(candidates), b"s", share, b"n", self._node]
             if tell:
                 fields += [b"k", repr(wall)]
-            self._link.run(lambda p: self._link.update(keys=[key], args=["", *fields],
-                                                       client=p))
+            self._link.run(lambda p: self._link.update(p, [key], ["", *fields]))
             return intro, False, tell
         prefix = prefix_of(client[0])
         pfx = self._pfx(prefix)
@@ -480,10 +503,10 @@ class RedisIntroductions:
         member = _pack(server, user)
 
         def claim(p: Any) -> None:
-            self._link.claim(keys=[key], args=[
+            self._link.claim(p, [key], [
                 int(cfg.intro_valid * 1000), b"", b"h", client[0], b"p", client[1],
                 b"x", prefix, b"c", msgpack.packb(candidates), b"s", share,
-                b"t", intro.token, b"k", repr(wall), b"n", self._node], client=p)
+                b"t", intro.token, b"k", repr(wall), b"n", self._node])
             p.zadd(self._all, {member: wall + cfg.intro_valid})
             p.zadd(pfx, {member: wall + cfg.intro_valid})
             p.pexpire(pfx, int(cfg.intro_valid * 1000))
@@ -652,9 +675,16 @@ class RedisRelays:
 # --- rate limits -----------------------------------------------------------------------
 
 class SharedRate:
-    """Requests per prefix, counted across nodes: this node's own token bucket first
-    (a flood against one node costs Redis nothing), then a counter in Redis per fixed
-    window of burst/rate seconds, which lets ``burst`` requests through per window."""
+    """Requests per prefix, counted across nodes. This node's own token bucket decides at
+    once (a flood against one node costs Redis nothing); the counts of every node are
+    summed in Redis in fixed windows of burst/rate seconds, every ``FLUSH`` seconds in
+    one round trip for all the prefixes seen meanwhile, and a prefix over ``burst`` in
+    the current window is refused by every node until the window ends. A prefix may
+    overshoot by what one ``FLUSH`` lets through each node."""
+
+    FLUSH = 0.1
+    #: Prefixes counted per flush at most (the rest are limited by this node alone).
+    MAX_PENDING = 8192
 
     def __init__(self, link: Link, config: ServerConfig) -> None:
         self._link = link
@@ -663,22 +693,49 @@ class SharedRate:
         self._window = max(config.request_burst / max(config.requests_per_sec_per_ip, 1e-9),
                            0.001)
         self._limit = config.request_burst
+        self._current = -1
+        self._pending: dict[str, float] = {}
+        self._blocked: set[str] = set()
+        self._next_flush = float("-inf")
 
     def take(self, key: str, now: float, cost: float = 1.0) -> bool:
         if not self._local.take(key, now, cost):
             return False
         window = int(time.time() // self._window)
-        name = PREFIX + b"rate:" + key.encode() + b":" + str(window).encode()
+        if window != self._current:
+            self._current = window
+            self._blocked.clear()
+        if key in self._blocked:
+            return False
+        if key in self._pending or len(self._pending) < self.MAX_PENDING:
+            self._pending[key] = self._pending.get(key, 0.0) + cost
+        if now >= self._next_flush:
+            self._flush(now, window)
+        return True
+
+    def _flush(self, now: float, window: int) -> None:
+        self._next_flush = now + self.FLUSH
+        pending, self._pending = list(self._pending.items()), {}
+        if not pending:
+            return
+        suffix = b":" + str(window).encode()
         ms = int(2000 * self._window) + 1
+
+        def count(p: Any) -> None:
+            for key, cost in pending:
+                name = PREFIX + b"rate:" + key.encode() + suffix
+                p.incrbyfloat(name, cost)
+                p.pexpire(name, ms)
         try:
-            count, _ = self._link.run(lambda p: (p.incrbyfloat(name, cost),
-                                                 p.pexpire(name, ms)))
+            totals = self._link.run(count)[::2]
         except StoreError:
-            return True  # Redis down: this node's own limits only
-        try:
-            return float(count) <= self._limit
-        except (TypeError, ValueError):
-            return True
+            return  # Redis down: this node's own limits only
+        for (key, _), total in zip(pending, totals, strict=True):
+            try:
+                if float(total) > self._limit:
+                    self._blocked.add(key)
+            except (TypeError, ValueError):
+                continue
 
     def __len__(self) -> int:
         return len(self._local)

@@ -130,10 +130,12 @@ def test_a_host_registered_on_one_node_is_listed_and_joined_through_another(
             with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics",
                                         timeout=10) as r:
                 text = r.read().decode()
-            assert 'p2p_requests_total{kind="REGISTER"} 1' in text
-            delivered = [line for line in text.splitlines()
-                         if line.startswith("p2p_cluster_delivered_total ")]
-            assert delivered and int(delivered[0].split()[1]) >= 1
+            def value(prefix: str) -> float:
+                found = [line for line in text.splitlines() if line.startswith(prefix + " ")]
+                assert found, prefix
+                return float(found[0].rsplit(" ", 1)[1])
+            assert value('p2p_requests_total{kind="REGISTER"}') >= 1
+            assert value("p2p_cluster_delivered_total") >= 1
             assert "p2p_registrations 1" in text.splitlines()
         finally:
             host.close()

@@ -1001,6 +1001,9 @@ def main(argv: list[str] | None = None) -> int:
         from tools import bench_rollback  # noqa: PLC0415 - its own section, after ours
 
         bench_rollback.main(["--write", a.write])
+        from tools import bench_cluster  # noqa: PLC0415 - its own section too
+
+        bench_cluster.main(["--write", a.write])
     return 0
 
 
