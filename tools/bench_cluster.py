@@ -248,15 +248,15 @@ def relay_rate(key: Path, url: str | None, seconds: float) -> float:
         last = start
         while (now := time.monotonic()) < end:
             for k, _ in sel.select(0.05):
-                s = k.fileobj
-                assert isinstance(s, socket.socket)
+                sock = k.fileobj
+                assert isinstance(sock, socket.socket)
                 while True:
                     try:
-                        s.recv(2048)
+                        sock.recv(2048)
                     except BlockingIOError:
                         break
                     count += 1
-                    s.sendto(datagram, a)
+                    sock.sendto(datagram, a)
                 last = now
             if now - last > 0.1:  # refill the window after losses
                 for _ in range(8):
@@ -268,8 +268,8 @@ def relay_rate(key: Path, url: str | None, seconds: float) -> float:
 
 # --- the section -----------------------------------------------------------------------
 
-def run(seconds: float, samples: int) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def run(seconds: float, samples: int) -> dict[Any, Any]:
+    out: dict[Any, Any] = {}
     with tempfile.TemporaryDirectory() as tmp, redis_server() as (url, _, redis_proc):
         key = Path(tmp) / "bench.key"
         log("cluster: one in-memory process ...")
@@ -288,7 +288,7 @@ def run(seconds: float, samples: int) -> dict[str, Any]:
     return out
 
 
-def section(r: dict[str, Any]) -> str:
+def section(r: dict[Any, Any]) -> str:
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     one = r[1]["rate"]
     lines = [HEADING, "",
