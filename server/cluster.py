@@ -67,6 +67,7 @@ from framework.protocol.constants import (
     TOKEN_SIZE,
 )
 from framework.protocol.crypto import KeyPair, lp, mac, verify
+from framework.protocol.errors import ProtocolError
 from framework.protocol.limits import Buckets, TokenBucket, prefix_of
 from framework.protocol.wire import ErrorCode, Kind, decode_relay, peek_kind
 
@@ -75,7 +76,7 @@ from .config import Reply, ServerConfig, ServerStats
 from .introductions import Introduction
 from .registry import Registration, looks_of
 from .relays import Relay
-from .store import StoreError, Stores
+from .store import Router, StoreError, Stores
 
 log = logging.getLogger("server")
 
@@ -200,6 +201,16 @@ def _call(command: str, *args: object) -> Callable[[Any], object]:
 def _each(command: str, calls: list[tuple[object, ...]]) -> Callable[[Any], object]:
     """The same command once per argument tuple, for ``Link.run``."""
     return lambda p: [getattr(p, command)(*args) for args in calls]
+
+
+def _node(raw: object) -> str:
+    """A node id read from Redis, or "" if it is not one."""
+    if not isinstance(raw, bytes) or len(raw) > 64:
+        return ""
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return ""
 
 
 def _pack(*parts: object) -> bytes:
@@ -522,22 +533,33 @@ class RedisIntroductions:
 # --- relays ----------------------------------------------------------------------------
 
 class RedisRelays:
-    """Relay assignments in Redis, forwarding from a local cache: any node that gets a
-    relayed datagram forwards it (nodes on one address; see ARCHITECTURE.md)."""
+    """Relay assignments in Redis, forwarding from a local cache. Any node that gets a
+    relayed datagram forwards it; the relay records which node each end talks to (the
+    last node that got a datagram from it), and a datagram for an end that talks to
+    another node is handed to that node, since that end's NAT admits only it."""
 
     #: Unknown relay ids remembered, so a flood of made-up ids costs Redis nothing.
     NEGATIVE = 4096
+    #: Seconds between re-reads of which nodes the two ends talk to, while traffic flows.
+    ENDS_RECHECK = 1.0
 
-    def __init__(self, link: Link, config: ServerConfig, stats: ServerStats,
-                 random_bytes: Callable[[int], bytes]) -> None:
+    def __init__(self, link: Link, node: str, config: ServerConfig, stats: ServerStats,
+                 random_bytes: Callable[[int], bytes], router: Router | None = None
+                 ) -> None:
         self._link = link
+        self._node = node
         self._config = config
         self._stats = stats
         self._random = random_bytes
+        self.router = router
         self.by_id: dict[bytes, Relay] = {}
         self._synced: dict[bytes, float] = {}
         self._unknown: dict[bytes, float] = {}
+        #: Per relay: the nodes its server end and client end talk to, and when read.
+        self._ends: dict[bytes, list[str]] = {}
+        self._ends_read: dict[bytes, float] = {}
         self._all = PREFIX + b"relays"
+        self.handed_off = 0
 
     @staticmethod
     def _key(relay_id: bytes) -> bytes:
@@ -552,12 +574,14 @@ class RedisRelays:
         return PREFIX + b"relaypfx:" + prefix.encode()
 
     def _cache(self, relay_id: bytes, server_end: Address, client_end: Address,
-               prefix: str, age: float, now: float) -> Relay:
+               prefix: str, age: float, now: float, nodes: tuple[str, str]) -> Relay:
         rate = float(self._config.relay_bytes_per_sec)
         relay = Relay(relay_id, server_end, client_end, prefix, now - age, now,
                       TokenBucket(rate, 2 * rate, now))
         self.by_id[relay_id] = relay
         self._synced[relay_id] = now
+        self._ends[relay_id] = list(nodes)
+        self._ends_read[relay_id] = now
         return relay
 
     def _load(self, relay_id: bytes, now: float) -> Relay | None:
@@ -570,12 +594,13 @@ class RedisRelays:
             if age > self._config.relay_max_duration:
                 return None
             return self._cache(relay_id, _address(h[b"ah"], h[b"ap"]),
-                               _address(h[b"bh"], h[b"bp"]), h[b"x"].decode(), age, now)
+                               _address(h[b"bh"], h[b"bp"]), h[b"x"].decode(), age, now,
+                               (_node(h.get(b"an")), _node(h.get(b"bn"))))
         except Exception:  # damaged or hostile: not a relay
             return None
 
     def open(self, server_end: Address, client_end: Address, client_prefix: str,
-             now: float) -> Relay | None:
+             now: float, nodes: tuple[str, str] = ("", "")) -> Relay | None:
         cfg = self._config
         pair = self._pair(server_end, client_end)
         [known] = self._link.run(lambda p: p.get(pair))
@@ -602,7 +627,8 @@ class RedisRelays:
             p.set(pair, relay_id, px=ms, nx=True)
             p.hset(self._key(relay_id), mapping={
                 b"ah": server_end[0], b"ap": server_end[1], b"bh": client_end[0],
-                b"bp": client_end[1], b"x": client_prefix, b"c": repr(wall)})
+                b"bp": client_end[1], b"x": client_prefix, b"c": repr(wall),
+                b"an": nodes[0], b"bn": nodes[1]})
             p.pexpire(self._key(relay_id), ms)
             p.zadd(self._all, {relay_id: until})
             p.zadd(pfx, {relay_id: until})
@@ -614,7 +640,8 @@ class RedisRelays:
             return self._load(other, now) if isinstance(other, bytes) else None
         self._stats.relays_opened += 1
         log.debug("relay %s opened", relay_id.hex())
-        return self._cache(relay_id, server_end, client_end, client_prefix, 0.0, now)
+        return self._cache(relay_id, server_end, client_end, client_prefix, 0.0, now,
+                           nodes)
 
     def forward(self, data: bytes, source: Address, now: float) -> list[Reply]:
         relay_id, _ = decode_relay(data)
@@ -647,7 +674,47 @@ class RedisRelays:
         self._stats.relayed_bytes += len(data)
         if now - self._synced.get(relay_id, now) > self._config.relay_idle_timeout / 4:
             self._keep(relay, now)
+        other = self._ends_of(relay, 0 if source == relay.server_end else 1, now)
+        if other and other != self._node and self.router is not None \
+                and self.router.deliver(other, (data, to)):
+            self.handed_off += 1
+            return []
         return [(data, to)]
+
+    def _ends_of(self, relay: Relay, sender: int, now: float) -> str:
+        """Records that the end ``sender`` (0 server, 1 client) talks to this node; the
+        node the other end talks to. Redis failing here costs only the hand-over."""
+        relay_id = relay.relay_id
+        ends = self._ends.setdefault(relay_id, ["", ""])
+        try:
+            if now - self._ends_read.get(relay_id, float("-inf")) >= self.ENDS_RECHECK:
+                self._ends_read[relay_id] = now
+                [read] = self._link.run(_call("hmget", self._key(relay_id), b"an", b"bn"))
+                if isinstance(read, list) and len(read) == 2:
+                    ends[0], ends[1] = _node(read[0]), _node(read[1])
+            if ends[sender] != self._node:
+                ends[sender] = self._node
+                self._link.run(lambda p: self._link.update(
+                    p, [self._key(relay_id)], ["", b"an" if sender == 0 else b"bn",
+                                               self._node]))
+        except StoreError:
+            pass
+        return ends[1 - sender]
+
+    def accepts(self, data: bytes, to: Address, now: float) -> bool:
+        """Whether another node may hand us this relayed datagram for ``to``: a relay
+        that Redis knows, ``to`` one of its ends, within the relay's byte rate."""
+        try:
+            relay_id, _ = decode_relay(data)
+            relay = self.by_id.get(relay_id) or self._load(relay_id, now)
+        except (ProtocolError, StoreError):
+            return False
+        if relay is None or to not in (relay.server_end, relay.client_end):
+            return False
+        if not relay.bucket.take(now, len(data)):
+            return False
+        relay.last_used = now
+        return True
 
     def _keep(self, relay: Relay, now: float) -> None:
         """Traffic renews the relay's TTL in Redis (at most a few times per idle timeout);
@@ -669,6 +736,8 @@ class RedisRelays:
                       or now - r.created > cfg.relay_max_duration]:
             del self.by_id[relay.relay_id]
             self._synced.pop(relay.relay_id, None)
+            self._ends.pop(relay.relay_id, None)
+            self._ends_read.pop(relay.relay_id, None)
         self._unknown = {k: t for k, t in self._unknown.items() if t > now}
 
 
@@ -753,6 +822,7 @@ class Cluster:
         self._node = node or os.urandom(6).hex()
         self.channel = PREFIX + b"node:" + self._node.encode()
         self._pubsub: PubSub | None = None
+        self.relays: RedisRelays | None = None
         self._sock: socket.socket | None = None
         self._selector: selectors.BaseSelector | None = None
         self._retry_at = 0.0
@@ -772,10 +842,11 @@ class Cluster:
     def stores(self, config: ServerConfig, stats: ServerStats,
                random_bytes: Callable[[int], bytes]) -> Stores:
         """The core's stores (a ``core.StoresFactory``)."""
+        self.relays = RedisRelays(self.link, self._node, config, stats, random_bytes, self)
         return Stores(RedisRegistry(self.link, self._node, config, random_bytes),
                       RedisIntroductions(self.link, self._node, config,
                                          derived_secret(self.key, b"join token")),
-                      RedisRelays(self.link, config, stats, random_bytes),
+                      self.relays,
                       SharedRate(self.link, config),
                       derived_secret(self.key, b"cookie"), time.time, self)
 
@@ -862,14 +933,22 @@ class Cluster:
             if not isinstance(raw, bytes):
                 raise ValueError("not bytes")
             data, host, port = msgpack.unpackb(raw)
-            if (not isinstance(data, bytes) or len(data) > MAX_DELIVERED
-                    or peek_kind(data) is not Kind.SEALED_REPLY):
-                raise ValueError("not a sealed reply")
+            if not isinstance(data, bytes) or len(data) > MAX_DELIVERED:
+                raise ValueError("not a datagram")
+            kind = peek_kind(data)
             to = _address(host.encode(), str(port).encode())
         except Exception:  # a damaged (or hostile) message: dropped
             self.refused += 1
             return None
-        if not self._deliver_rate.take(f"{to[0]}|{to[1]}", now):
+        if kind is Kind.RELAY:
+            # Relayed traffic: only to an end of a relay Redis knows, at its own rate.
+            if self.relays is None or not self.relays.accepts(data, to, now):
+                self.refused += 1
+                return None
+            self.delivered += 1
+            return (data, to)
+        if kind is not Kind.SEALED_REPLY or not self._deliver_rate.take(
+                f"{to[0]}|{to[1]}", now):
             self.refused += 1
             return None
         self.delivered += 1

@@ -157,7 +157,8 @@ class Requests:
         if reg is None or intro is None or source not in (reg.public, intro.client):
             # Only the two players of a live introduction may ask, each from its address.
             return self._error(share, rid, ErrorCode.NOT_INTRODUCED, source)
-        relay = self.relays.open(reg.public, intro.client, intro.prefix, now)
+        relay = self.relays.open(reg.public, intro.client, intro.prefix, now,
+                                 (reg.node, intro.node))
         if relay is None:
             return self._error(share, rid, ErrorCode.TOO_MANY, source)
         # Each end is told the name of the player at the relay's other end.

@@ -298,11 +298,14 @@ def test_a_relay_opened_on_one_node_forwards_on_another(redis_url: str,
                 kind_, _, f_ = host.channel.open(data)
                 offers.append((kind_, f_))
             assert (HsKind.RELAY_READY, [relay_id, "bob"]) in offers
-            # datagrams through a (which did not open the relay) and through b
-            host.sock.sendto(encode_relay(relay_id, b"hello bob"), a)
-            assert client._recv() == encode_relay(relay_id, b"hello bob")
-            client.sock.sendto(encode_relay(relay_id, b"hello host"), b)
-            assert host._recv() == encode_relay(relay_id, b"hello host")
+            # Each end talks to its own node, and hears the other end from that node only
+            # (its NAT admits nothing else): a hands bob's datagrams over to b, and b
+            # the host's to a. Node a did not open the relay: it learns it from Redis.
+            for _ in range(3):
+                host.sock.sendto(encode_relay(relay_id, b"hello bob"), a)
+                assert client.sock.recvfrom(2048) == (encode_relay(relay_id, b"hello bob"), b)
+                client.sock.sendto(encode_relay(relay_id, b"hello host"), b)
+                assert host.sock.recvfrom(2048) == (encode_relay(relay_id, b"hello host"), a)
             # a stranger cannot use it, on either node
             stranger = Client(a)
             try:
@@ -351,3 +354,35 @@ def test_hostile_redis_contents_do_not_stop_a_node(redis_url: str, key_file: Pat
             assert proc.poll() is None
     finally:
         r.close()
+
+
+def test_a_relay_survives_the_node_that_opened_it(redis_url: str, key_file: Path) -> None:
+    """Two nodes on one port; the relay's players keep talking after either node is
+    killed: the survivor learns the relay from Redis and forwards."""
+    port = free_port(socket.SOCK_DGRAM)
+    common = ("--redis", redis_url, "--reuse-port", "--port", str(port))
+    with server_process(*common, "--node-id", "a", key_file=key_file) as (proc_a, addr), \
+            server_process(*common, "--node-id", "b", key_file=key_file) as (proc_b, _):
+        host, client = Client(addr), Client(addr)
+        try:
+            assert host.ask(HsKind.REGISTER, ["arena", [], False, 60.0, 0],
+                            HsKind.REGISTERED)[0] is HsKind.REGISTERED
+            assert client.ask(HsKind.JOIN, ["arena", "bob", []], HsKind.INTRODUCE)[0] \
+                is HsKind.INTRODUCE
+            _kind, f = client.ask(HsKind.RELAY_REQUEST, ["arena", "bob"], HsKind.RELAY_READY)
+            relay_id = f[0]
+            while host._recv() is not None:  # the host's RELAY_READY
+                pass
+            host.sock.sendto(encode_relay(relay_id, b"before"), addr)
+            assert client._recv() == encode_relay(relay_id, b"before")
+            victim = {"a": proc_a, "b": proc_b}[_node_of(redis_url, "arena")]
+            victim.send_signal(signal.SIGKILL)
+            victim.wait(timeout=10)
+            for i in range(3):
+                host.sock.sendto(encode_relay(relay_id, b"after %d" % i), addr)
+                assert client._recv() == encode_relay(relay_id, b"after %d" % i)
+                client.sock.sendto(encode_relay(relay_id, b"back %d" % i), addr)
+                assert host._recv() == encode_relay(relay_id, b"back %d" % i)
+        finally:
+            host.close()
+            client.close()
