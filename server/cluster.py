@@ -301,12 +301,12 @@ class RedisRegistry:
 
         def check(p: Any) -> None:
             p.mget([self._look(x) for x in looks])
-            p.zremrangebyscore(self._regs, "-inf", wall)
-            p.zcard(self._regs)
+            # Counted, not trimmed: expire() finds the names to take off the list here.
+            p.zcount(self._regs, wall, "+inf")
             p.zremrangebyscore(pfx, "-inf", wall)
             p.zcard(pfx)
             p.exists(key)
-        others, _, total, _, per_prefix, leftover = self._link.run(check)
+        others, total, _, per_prefix, leftover = self._link.run(check)
         for other in others or []:
             if isinstance(other, bytes) and other != name.encode():
                 other_key = PREFIX + b"reg:" + other

@@ -24,6 +24,7 @@ from framework.protocol.addresses import Address
 from framework.protocol.errors import ProtocolError
 from framework.protocol.hschannel import ServerChannel
 from framework.protocol.wire import (
+    ErrorCode,
     HsKind,
     Kind,
     decode_cookie,
@@ -386,3 +387,60 @@ def test_a_relay_survives_the_node_that_opened_it(redis_url: str, key_file: Path
         finally:
             host.close()
             client.close()
+
+
+# --- the stores themselves, in this process, against the same redis-server -------------
+
+def _stores(url: str, node: str, config: Any) -> Any:
+    from framework.protocol.crypto import KeyPair  # noqa: PLC0415
+    from server.cluster import Cluster  # noqa: PLC0415
+    from server.config import ServerStats  # noqa: PLC0415
+
+    cluster = Cluster(url, KeyPair(bytes(range(32))), node)
+    return cluster, cluster.stores(config, ServerStats(), os.urandom)
+
+
+def test_stores_share_names_expire_them_and_count_rates_across_nodes(redis_url: str) -> None:
+    import redis  # noqa: PLC0415
+
+    from server.config import ServerConfig  # noqa: PLC0415
+
+    config = ServerConfig(min_reg_valid=0.2, requests_per_sec_per_ip=1.0, request_burst=10.0)
+    a, sa = _stores(redis_url, "a", config)
+    b, sb = _stores(redis_url, "b", config)
+    r = redis.Redis.from_url(redis_url)
+    try:
+        key = bytes(32)
+        one = sa.registry.register("short", ("10.0.0.1", 1), [], False, 0.2, key, 0.0)
+        assert not isinstance(one, int) and one[1] is True
+        assert sb.registry.register("short", ("10.0.0.2", 1), [], False, 60, key, 0.0) \
+            is ErrorCode.NAME_TAKEN
+        live = sb.registry.live("short", 0.0)
+        assert live is not None and live.node == "a" and live.public == ("10.0.0.1", 1)
+        assert [reg.name for reg in sb.registry.after("", 0.0)] == ["short"]
+        time.sleep(0.4)  # past its validity: Redis dropped the record
+        assert sb.registry.live("short", 1.0) is None
+        assert list(sb.registry.after("", 1.0)) == []
+        assert sb.registry.count(1.0) == 0
+        sb.registry.expire(1.0)
+        assert r.zcard(b"p2p:names") == 0 and r.zcard(b"p2p:regs") == 0
+        # The cookies of one node pass on the other (one key, wall-clock windows).
+        assert sa.cookie_secret == sb.cookie_secret and sa.cookie_clock is time.time
+        # Rate (1/s, bursts of 10: windows of 10 s): each node's own bucket would let
+        # a prefix through; the counts summed in Redis refuse it on both nodes.
+        for attempt in range(3):  # again with another prefix if a window turned meanwhile
+            prefix, window = f"192.0.2.{attempt + 1}", int(time.time() // 10)
+            for i in range(6):
+                assert sa.rate.take(prefix, i * 0.001)
+                assert sb.rate.take(prefix, i * 0.001)
+            sa.rate.take(prefix, 0.2)  # these flush the counts: 1 + 1 + 6 + 6 > 10
+            sb.rate.take(prefix, 0.2)
+            sa.rate.take(prefix, 0.4)
+            refused = (not sa.rate.take(prefix, 0.6), not sb.rate.take(prefix, 0.6))
+            if int(time.time() // 10) == window:
+                break
+        assert refused == (True, True)
+    finally:
+        a.close()
+        b.close()
+        r.close()
