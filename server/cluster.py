@@ -907,8 +907,32 @@ class Cluster:
 
     def tick(self, now: float) -> None:
         """Called about once a second: resubscribe after a loss."""
-        if self._pubsub is None and now >= self._retry_at:
-            self._subscribe(now)
+        if self._pubsub is None:
+            if now >= self._retry_at:
+                self._subscribe(now)
+        else:
+            self._rebind(now)
+
+    def _rebind(self, now: float) -> None:
+        """redis-py may reconnect the channel by itself (and subscribe again) inside
+        ``get_message``: the selector must then watch the new socket."""
+        if self._pubsub is None:
+            return
+        conn: Any = self._pubsub.connection
+        sock = getattr(conn, "_sock", None) if conn is not None else None
+        if sock is self._sock:
+            return
+        if self._selector is not None and self._sock is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(self._sock)
+        self._sock = None
+        if not isinstance(sock, socket.socket):
+            self._failed(now, redis.ConnectionError("channel without a socket"))
+            return
+        self._sock = sock
+        if self._selector is not None:
+            self._selector.register(sock, selectors.EVENT_READ, self)
+        log.info("cluster node %s: its channel reconnected", self._node)
 
     def readable(self, now: float) -> list[Reply]:
         """Datagrams other nodes handed us, to send from our socket."""
@@ -926,6 +950,8 @@ class Cluster:
                     out.append(reply)
         except (redis.RedisError, OSError, ValueError) as exc:
             self._failed(now, exc)
+        else:
+            self._rebind(now)
         return out
 
     def _parse(self, raw: object, now: float) -> Reply | None:

@@ -143,6 +143,14 @@ def test_a_host_registered_on_one_node_is_listed_and_joined_through_another(
             alice.close()
 
 
+def _recvfrom(client: Client) -> tuple[bytes, Address] | None:
+    try:
+        data, source = client.sock.recvfrom(2048)
+    except (TimeoutError, BlockingIOError):
+        return None
+    return data, (source[0], source[1])
+
+
 def _node_of(redis_url: str, name: str) -> str:
     import redis  # noqa: PLC0415
 
@@ -444,3 +452,39 @@ def test_stores_share_names_expire_them_and_count_rates_across_nodes(redis_url: 
         a.close()
         b.close()
         r.close()
+
+
+def test_nodes_hand_over_again_after_redis_restarts(key_file: Path) -> None:
+    """Redis goes away and comes back (empty: no persistence) while two nodes run: the
+    nodes resubscribe, games registered again are joined across nodes."""
+    require_redis()
+    redis_port = free_port()
+    url = f"redis://127.0.0.1:{redis_port}/0"
+    with server_process("--redis", url, key_file=key_file) as (proc_a, a), \
+            server_process("--redis", url, key_file=key_file) as (proc_b, b):
+        with redis_server(redis_port):
+            pass  # up, then down: each node's channel breaks
+        with redis_server(redis_port):
+            host, client = Client(a), Client(b)
+            try:
+                deadline = time.monotonic() + 40
+                introduced = False
+                while not introduced and time.monotonic() < deadline:
+                    try:
+                        host.ask(HsKind.REGISTER, ["after", [], False, 60.0, 0],
+                                 HsKind.REGISTERED, tries=3)
+                        client.ask(HsKind.JOIN, ["after", "bob", []], HsKind.INTRODUCE,
+                                   tries=3)
+                    except AssertionError:
+                        continue
+                    # from node a: b handed it over (had a not resubscribed, b would
+                    # have sent it itself, from b)
+                    while (got := _recvfrom(host)) is not None:
+                        kind, _, f = host.channel.open(got[0])
+                        introduced = introduced or (kind is HsKind.INTRODUCE and f[0] == "bob"
+                                                    and got[1] == a)
+                assert introduced
+                assert proc_a.poll() is None and proc_b.poll() is None
+            finally:
+                host.close()
+                client.close()
