@@ -674,7 +674,13 @@ class RedisRelays:
         self._stats.relayed_bytes += len(data)
         if now - self._synced.get(relay_id, now) > self._config.relay_idle_timeout / 4:
             self._keep(relay, now)
-        other = self._ends_of(relay, 0 if source == relay.server_end else 1, now)
+        sender = 0 if source == relay.server_end else 1
+        ends = self._ends.get(relay_id)
+        if (ends is not None and ends[sender] == self._node
+                and now - self._ends_read[relay_id] < self.ENDS_RECHECK):
+            other = ends[1 - sender]  # the common case: nothing to read or write
+        else:
+            other = self._ends_of(relay, sender, now)
         if other and other != self._node and self.router is not None \
                 and self.router.deliver(other, (data, to)):
             self.handed_off += 1
@@ -830,7 +836,7 @@ class Cluster:
         self._last_log = float("-inf")
         #: Datagrams other nodes hand us, per addressee (a damaged Redis cannot make a
         #: node a stream of datagrams at anyone).
-        self._deliver_rate = Buckets(20.0, 40.0, 65_536)
+        self._deliver_rate = Buckets(100.0, 200.0, 65_536)
         self.delivered = 0
         self.refused = 0
         self.handed_off = 0

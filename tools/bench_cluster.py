@@ -223,10 +223,11 @@ def relay_rate(key: Path, url: str | None, seconds: float) -> float:
     with node(key, *extra) as (_, a):
         host = Sock("127.0.0.1", a)
         client = Sock("127.0.0.2", a)
-        assert host.ask(HsKind.REGISTER, ["relay", [], False, 300.0, 0])[0] \
+        game = f"relay{os.getpid()}x{host.s.getsockname()[1]}"  # a name of this run's own
+        assert host.ask(HsKind.REGISTER, [game, [], False, 300.0, 0])[0] \
             is HsKind.REGISTERED
-        assert client.ask(HsKind.JOIN, ["relay", "c", []])[0] is HsKind.INTRODUCE
-        kind, f = client.ask(HsKind.RELAY_REQUEST, ["relay", "c"])
+        assert client.ask(HsKind.JOIN, [game, "c", []])[0] is HsKind.INTRODUCE
+        kind, f = client.ask(HsKind.RELAY_REQUEST, [game, "c"])
         assert kind is HsKind.RELAY_READY
         datagram = encode_relay(f[0], bytes(100))
         for s in (host.s, client.s):
