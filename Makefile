@@ -25,10 +25,12 @@ play: $(STAMP)
 server: $(STAMP)
 	$(PY) -m server --port 5160
 
-# The NAT test bed needs iproute2, iptables and nft; its port mapping tests need miniupnpd.
+# The NAT test bed needs iproute2, iptables and nft; its port mapping tests need miniupnpd;
+# the cluster tests need redis-server (they start their own on a free loopback port).
 # Installed when we are root and they are missing. miniupnpd's system service must never
 # run on the host: a policy-rc.d (only if none exists) keeps the package from starting it,
 # and it is disabled afterwards; the tests start their own daemon inside a namespace.
+# The same holds for redis-server's service.
 sysdeps:
 	@if [ "$$(id -u)" = 0 ] && { ! command -v ip >/dev/null || ! command -v iptables >/dev/null || ! command -v tc >/dev/null || ! command -v nft >/dev/null; }; then \
 		echo "installing iproute2, iptables and nftables"; \
@@ -42,6 +44,17 @@ sysdeps:
 		{ command -v systemctl >/dev/null && systemctl disable --now miniupnpd >/dev/null 2>&1; } ; \
 		{ command -v update-rc.d >/dev/null && update-rc.d miniupnpd disable >/dev/null 2>&1; } ; \
 		{ [ -e /run/miniupnpd.pid ] && command -v service >/dev/null && service miniupnpd stop >/dev/null 2>&1; } ; \
+		exit $$rc; \
+	fi
+
+	@if [ "$$(id -u)" = 0 ] && ! command -v redis-server >/dev/null && [ ! -x /usr/bin/redis-server ] && command -v apt-get >/dev/null; then \
+		echo "installing redis-server (its service stays off)"; \
+		ours=; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && ours=1; fi; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }; rc=$$?; \
+		[ -n "$$ours" ] && rm -f /usr/sbin/policy-rc.d; \
+		{ command -v systemctl >/dev/null && systemctl disable --now redis-server >/dev/null 2>&1; } ; \
+		{ command -v update-rc.d >/dev/null && update-rc.d redis-server disable >/dev/null 2>&1; } ; \
+		{ [ -e /run/redis/redis-server.pid ] && command -v service >/dev/null && service redis-server stop >/dev/null 2>&1; } ; \
 		exit $$rc; \
 	fi
 

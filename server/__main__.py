@@ -1,5 +1,9 @@
 """``python -m server [--host 0.0.0.0] [--port 5160] [--key-file PATH]``: run the
-handshake server. ``--print-fingerprint`` prints the key's fingerprint and exits."""
+handshake server. ``--print-fingerprint`` prints the key's fingerprint and exits.
+
+``--redis URL`` makes this process one node of several sharing their state in Redis
+(``server.cluster``); ``--reuse-port`` lets nodes on one machine bind the same port;
+``--metrics HOST:PORT`` serves the counters in Prometheus text format."""
 
 from __future__ import annotations
 
@@ -43,6 +47,16 @@ def main(argv: list[str] | None = None) -> int:
                              f"(default {keys.default_path()})")
     parser.add_argument("--print-fingerprint", action="store_true",
                         help="print the key's fingerprint (for players to pin) and exit")
+    parser.add_argument("--redis", default=None, metavar="URL",
+                        help="keep registrations, introductions, rate limits and relays in "
+                             "this Redis (redis://host:port/db), shared with the other nodes "
+                             "of the deployment; they must share --key-file too")
+    parser.add_argument("--node-id", default=None,
+                        help="this node's name in the cluster (default: random)")
+    parser.add_argument("--reuse-port", action="store_true",
+                        help="bind with SO_REUSEPORT, so several processes share the port")
+    parser.add_argument("--metrics", default=None, metavar="HOST:PORT",
+                        help="serve the counters over HTTP in Prometheus text format")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
@@ -71,8 +85,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_fingerprint:
         sys.stdout.write(crypto.fingerprint(key.public) + "\n")  # the output, not a log line
         return 0
+    metrics = None
+    if args.metrics is not None:
+        mhost, _, mport = args.metrics.rpartition(":")
+        if not mhost or not mport.isdigit():
+            log.error("--metrics wants HOST:PORT, e.g. 127.0.0.1:9160")
+            return 1
+        metrics = (mhost.strip("[]"), int(mport))
+    cluster = None
+    if args.redis is not None:
+        try:
+            from .cluster import Cluster  # noqa: PLC0415 (redis is needed only here)
+        except ImportError:
+            log.error("--redis needs the redis package: pip install 'pygame-p2p[cluster]'")
+            return 1
+        try:
+            cluster = Cluster(args.redis, key, args.node_id)
+        except ValueError as exc:
+            log.error("bad --redis URL: %s", exc)
+            return 1
     try:
-        server = HandshakeServer(args.host, args.port, config, key)
+        server = HandshakeServer(args.host, args.port, config, key, cluster=cluster,
+                                 reuse_port=args.reuse_port, metrics=metrics)
     except OSError as exc:
         log.error("cannot bind %s:%d: %s", args.host, args.port, exc)
         return 1

@@ -79,6 +79,8 @@ class ServerStats:
     cookies_sent: int = 0
     #: Replies not sent because they were larger than the datagram they answered.
     amplification_refused: int = 0
+    #: Requests dropped because the shared store (Redis) could not answer.
+    store_errors: int = 0
     by_kind: Counter[HsKind] = field(default_factory=Counter)
     errors: Counter[ErrorCode] = field(default_factory=Counter)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import logging
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from framework.protocol.addresses import Address
 from framework.protocol.constants import INTERNAL_ERROR_LOG_INTERVAL
@@ -40,10 +40,15 @@ from .channels import CompactServerKeys
 from .config import Reply, ServerConfig, ServerStats
 from .cookies import Cookies
 from .handlers import Requests
-from .registry import Registration
-from .relays import Relay
+from .introductions import Introductions
+from .registry import Registration, Registry
+from .relays import Relay, Relays
+from .store import RateStore, StoreError, Stores
 
-__all__ = ["HandshakeCore", "ServerConfig", "ServerStats"]
+#: Makes a core's stores: ``(config, stats, random_bytes) -> Stores``.
+StoresFactory = Callable[[ServerConfig, ServerStats, Callable[[int], bytes]], Stores]
+
+__all__ = ["HandshakeCore", "ServerConfig", "ServerStats", "StoresFactory", "memory_stores"]
 
 log = logging.getLogger("server")
 
@@ -52,33 +57,54 @@ log = logging.getLogger("server")
 _prefix = functools.lru_cache(maxsize=4096)(prefix_of)
 
 
+def memory_stores(config: ServerConfig, stats: ServerStats,
+                  random_bytes: Callable[[int], bytes]) -> Stores:
+    """Everything in this process's memory: the default, and a single server's."""
+    cookie_secret = random_bytes(32)
+    rate = Buckets(config.requests_per_sec_per_ip, config.request_burst,
+                   config.max_tracked_sources)
+    return Stores(Registry(config, random_bytes), Introductions(config, random_bytes(32)),
+                  Relays(config, stats, random_bytes), rate, cookie_secret)
+
+
 class HandshakeCore:
-    """Registrations, introductions, relays and the game list, behind the boundary."""
+    """Registrations, introductions, relays and the game list, behind the boundary.
+
+    ``stores`` makes where they are kept (``server.store``): in memory by default, in
+    Redis for several nodes sharing one list of games (``server.cluster``)."""
 
     def __init__(self, config: ServerConfig | None, random_bytes: Callable[[int], bytes],
-                 static_key: KeyPair) -> None:
+                 static_key: KeyPair, stores: StoresFactory | None = None) -> None:
         self.config = config if config is not None else ServerConfig()
         cfg = self.config
         self.stats = ServerStats()
         self.keys = CompactServerKeys(static_key, random_bytes, cfg.max_channels)
-        self._cookies = Cookies(random_bytes(32), cfg.cookie_window)
-        self._rate = Buckets(cfg.requests_per_sec_per_ip, cfg.request_burst,
-                             cfg.max_tracked_sources)
-        self._requests = Requests(cfg, self.stats, self.keys, random_bytes)
+        made = (stores or memory_stores)(cfg, self.stats, random_bytes)
+        self.stores = made
+        self._cookies = Cookies(made.cookie_secret, cfg.cookie_window, made.cookie_clock)
+        self._rate: RateStore = made.rate
+        self._requests = Requests(cfg, self.stats, self.keys, made.registry, made.intros,
+                                  made.relays, made.router)
         self._last_error_log = float("-inf")
         self._errors_unlogged = 0
+        self._last_store_log = float("-inf")
 
     @property
     def fingerprint(self) -> str:
         return self.keys.fingerprint
 
     @property
-    def registrations(self) -> dict[str, Registration]:
+    def registrations(self) -> Mapping[str, Registration]:
+        """The registrations this process holds (none of its own with shared stores)."""
         return self._requests.registry.by_name
 
     @property
-    def relays(self) -> dict[bytes, Relay]:
+    def relays(self) -> Mapping[bytes, Relay]:
         return self._requests.relays.by_id
+
+    def registered(self, now: float) -> int:
+        """Registrations held, wherever they are kept."""
+        return self._requests.registry.count(now)
 
     @property
     def tracked_sources(self) -> int:
@@ -94,6 +120,9 @@ class HandshakeCore:
             replies = self._receive(data, source, now)
         except ProtocolError:
             self.stats.dropped += 1
+            return []
+        except StoreError as exc:
+            self._store_error(exc, now)
             return []
         except Exception as exc:  # a bug must not stop the handshake server
             self._internal_error(exc, now)
@@ -131,6 +160,15 @@ class HandshakeCore:
         return (encode_cookie(req_id, self._cookies.make(source, now), self.keys.static.public),
                 source)
 
+    def _store_error(self, exc: StoreError, now: float) -> None:
+        # The shared store is down or slow: the request is dropped (the peer resends as
+        # after a lost datagram), counted, and logged at most once a second.
+        self.stats.store_errors += 1
+        if now - self._last_store_log >= INTERNAL_ERROR_LOG_INTERVAL:
+            self._last_store_log = now
+            log.error("shared state unavailable (%s): requests dropped, %d so far",
+                      exc, self.stats.store_errors)
+
     def _internal_error(self, exc: Exception, now: float) -> None:
         self.stats.internal_errors += 1
         self._errors_unlogged += 1
@@ -148,4 +186,7 @@ class HandshakeCore:
 
     def expire(self, now: float) -> None:
         """Forget registrations, introductions and relays whose time is up."""
-        self._requests.expire(now)
+        try:
+            self._requests.expire(now)
+        except StoreError as exc:
+            self._store_error(exc, now)

@@ -21,9 +21,7 @@ from framework.protocol.wire import SEALED_REPLY_OVERHEAD, ErrorCode, HsKind, en
 
 from .candidates import candidates_of
 from .config import Reply, ServerConfig, ServerStats
-from .introductions import Introductions
-from .registry import Registry
-from .relays import Relays
+from .store import IntroductionStore, RegistryStore, RelayStore, Router
 
 log = logging.getLogger("server")
 
@@ -33,13 +31,15 @@ class Requests:
     """The state (registrations, introductions, relays) and the handlers that change it."""
 
     def __init__(self, config: ServerConfig, stats: ServerStats, keys: ServerKeys,
-                 random_bytes: Callable[[int], bytes]) -> None:
+                 registry: RegistryStore, intros: IntroductionStore, relays: RelayStore,
+                 router: Router | None = None) -> None:
         self.config = config
         self.stats = stats
         self.keys = keys
-        self.registry = Registry(config, random_bytes)
-        self.intros = Introductions(config, random_bytes(32))
-        self.relays = Relays(config, stats, random_bytes)
+        self.registry = registry
+        self.intros = intros
+        self.relays = relays
+        self.router = router
         self._handlers: dict[HsKind, Callable[[int, list[Any], Address, bytes, int, float],
                                               list[Reply]]] = {
             HsKind.REGISTER: self._register,
@@ -63,6 +63,13 @@ class Requests:
     def _seal(self, share: bytes, kind: HsKind, rid: int, fields: list[Any], to: Address
               ) -> Reply:
         return self.keys.seal_reply(share, kind, rid, fields), to
+
+    def _via(self, reply: Reply, node: str) -> list[Reply]:
+        """A datagram to a player another node talks to leaves from that node."""
+        router = self.router
+        if router is None or not node or node == router.node:
+            return [reply]
+        return [] if router.deliver(node, reply) else [reply]
 
     def _error(self, share: bytes, rid: int, code: ErrorCode, to: Address) -> list[Reply]:
         # Errors go back to the datagram's own source, never to an address it names.
@@ -91,8 +98,7 @@ class Requests:
         reg = self.registry.owned(name, token, source, now)
         if reg is None:
             return self._error(share, rid, ErrorCode.NOT_REGISTERED, source)
-        reg.expires = now + reg.valid
-        reg.share = share  # introductions go to the channel the host uses now
+        self.registry.refresh(reg, share, now)
         return [self._seal(share, HsKind.REFRESHED, rid, [reg.valid], source)]
 
     def _unregister(self, rid: int, f: list[Any], source: Address, share: bytes, size: int,
@@ -126,9 +132,9 @@ class Requests:
         replies = [self._seal(share, HsKind.INTRODUCE, rid, [
             server, reg.candidates, reg.password_required, intro.token, valid_for], source)]
         if tell_host:
-            replies.append(self._seal(reg.share, HsKind.INTRODUCE, 0, [
+            replies += self._via(self._seal(reg.share, HsKind.INTRODUCE, 0, [
                 user, intro.candidates, reg.password_required, intro.token, valid_for],
-                reg.public))
+                reg.public), reg.node)
         return replies
 
     # --- the list -----------------------------------------------------------------------
@@ -151,20 +157,21 @@ class Requests:
         if reg is None or intro is None or source not in (reg.public, intro.client):
             # Only the two players of a live introduction may ask, each from its address.
             return self._error(share, rid, ErrorCode.NOT_INTRODUCED, source)
-        relay = self.relays.open(reg.public, intro.client, intro.prefix, now)
+        relay = self.relays.open(reg.public, intro.client, intro.prefix, now,
+                                 (reg.node, intro.node))
         if relay is None:
             return self._error(share, rid, ErrorCode.TOO_MANY, source)
         # Each end is told the name of the player at the relay's other end.
         if source == reg.public:
             asker_peer, other_peer = client, server
-            other_end, other_share = intro.client, intro.share
+            other_end, other_share, other_node = intro.client, intro.share, intro.node
         else:
             asker_peer, other_peer = server, client
-            other_end, other_share = reg.public, reg.share
+            other_end, other_share, other_node = reg.public, reg.share, reg.node
         return [self._seal(share, HsKind.RELAY_READY, rid, [relay.relay_id, asker_peer],
                            source),
-                self._seal(other_share, HsKind.RELAY_READY, 0, [relay.relay_id, other_peer],
-                           other_end)]
+                *self._via(self._seal(other_share, HsKind.RELAY_READY, 0,
+                                      [relay.relay_id, other_peer], other_end), other_node)]
 
     def expire(self, now: float) -> None:
         for reg in self.registry.expire(now):
@@ -174,7 +181,7 @@ class Requests:
         self.relays.expire(now)
 
 
-def list_page(registry: Registry, after: str, rid: int, size: int, now: float
+def list_page(registry: RegistryStore, after: str, rid: int, size: int, now: float
               ) -> tuple[list[list[Any]], bool]:
     """Entries of the names after ``after``, as many as fit in a sealed LIST_REPLY of at
     most ``size`` bytes (64 at most, the schema's bound), and whether more remain."""

@@ -42,6 +42,8 @@ class Introduction:
     expires: float
     #: When the host was last sent this introduction.
     host_told: float
+    #: The node the client talks to (a deployment of several); empty for one process.
+    node: str = ""
 
 
 class Introductions:

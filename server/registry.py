@@ -42,6 +42,9 @@ class Registration:
     #: The host's count of candidate changes: an older REGISTER arriving late (a resend,
     #: a network copy) renews the registration but never brings back older candidates.
     generation: int = 0
+    #: The server process (node) the host talks to, in a deployment of several; an
+    #: introduction to the host leaves from there. Empty for a single process.
+    node: str = ""
 
 
 def looks_of(name: str) -> tuple[str, ...]:
@@ -120,6 +123,16 @@ class Registry:
         if reg is None or reg.expires <= now or reg.public != source:
             return None
         return reg if verify(reg.token, token) else None
+
+    def refresh(self, reg: Registration, share: bytes, now: float) -> None:
+        """A REFRESH from the holder: the same validity again, and introductions go to
+        the channel the host uses now."""
+        reg.expires = now + reg.valid
+        reg.share = share
+
+    def count(self, now: float) -> int:
+        """Registrations held (some may have expired since the last sweep)."""
+        return len(self.by_name)
 
     def drop(self, reg: Registration) -> None:
         if self.by_name.get(reg.name) is not reg:

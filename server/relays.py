@@ -52,8 +52,9 @@ class Relays:
         self._per_prefix: Counter[str] = Counter()
 
     def open(self, server_end: Address, client_end: Address, client_prefix: str,
-             now: float) -> Relay | None:
-        """The pair's relay (one per pair), or None when no relay is free."""
+             now: float, nodes: tuple[str, str] = ("", "")) -> Relay | None:
+        """The pair's relay (one per pair), or None when no relay is free. ``nodes``:
+        the nodes the two ends talk to, for stores shared by several (unused here)."""
         relay = self.by_id.get(self._of_pair.get((server_end, client_end), b""))
         if relay is not None:
             return relay

@@ -1004,6 +1004,9 @@ def main(argv: list[str] | None = None) -> int:
         from tools import bench_nat  # noqa: PLC0415 - its own section (root: namespaces)
 
         bench_nat.main(["--write", a.write] + (["--no-baseline"] if a.no_baseline else []))
+        from tools import bench_cluster  # noqa: PLC0415 - its own section too
+
+        bench_cluster.main(["--write", a.write])
     return 0
 
 
