@@ -47,6 +47,7 @@ from framework.protocol.wire import (
     peek_kind,
 )
 
+from .benchdoc import write_section
 from .hsclient import seal
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -355,15 +356,6 @@ def redis_version() -> str:
     return m.group(1) if m else "?"
 
 
-def write_section(path: Path, text: str) -> None:
-    """Put the section into the file, replacing an old one (or appending)."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(HEADING) + r"\n.*?(?=\n## |\Z)", re.S)
-    if pattern.search(old):
-        new = pattern.sub(lambda _: text.rstrip("\n") + "\n", old, count=1)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    path.write_text(new)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -379,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     text = section(results)
     print(text)
     if a.write:
-        write_section(Path(a.write), text)
+        write_section(Path(a.write), HEADING, text)
     return 0
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import re
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from tests.netbed import LineReader, NetBed, Node, netns_available
 from tests.netbed_portmap import miniupnpd_available, start_miniupnpd
 from tests.usernat import NatBehavior
 from tools.bench_baseline import baseline_tree
+from tools.benchdoc import write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 AGENT = str(ROOT / "tools" / "nat_connect_agent.py")
@@ -360,14 +360,6 @@ def keepalive_lines(quiet: dict[str, Quiet]) -> list[str]:
     return [*lines, ""]
 
 
-def write_section(path: Path, text: str) -> None:
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(HEADING) + r"\n.*?(?=\n## |\Z)", re.S)
-    if pattern.search(old):
-        new = pattern.sub(lambda _: text.rstrip("\n") + "\n", old, count=1)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    path.write_text(new)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -408,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         text = text.rstrip("\n") + "\n\n" + "\n".join(keepalive_lines(quiet))
     print(text)
     if a.write:
-        write_section(Path(a.write), text)
+        write_section(Path(a.write), HEADING, text)
     return 0
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
 import sys
 import time
@@ -31,6 +30,7 @@ from framework.rollback import (
 from framework.rollback.wire import InputMessage, encode_input
 from games.pong.sim import Phase, Simulation, checksum
 from games.pong.synctest import run_sync_test
+from tools.benchdoc import write_section
 
 HEADING = "## Rollback (Pong)"
 FRAME = 1 / 60
@@ -179,15 +179,6 @@ def section(cost: dict[str, float], traffic: dict[str, Any], sync: dict[str, Any
     return "\n".join(lines)
 
 
-def write_section(path: Path, text: str) -> None:
-    """Put the section into the file, replacing an old one (or appending)."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(HEADING) + r"\n.*?(?=\n## |\Z)", re.S)
-    if pattern.search(old):
-        new = pattern.sub(lambda _: text.rstrip("\n") + "\n", old, count=1)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    path.write_text(new)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -203,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     text = section(cost, traffic, sync)
     print(text)
     if a.write:
-        write_section(Path(a.write), text)
+        write_section(Path(a.write), HEADING, text)
     return 0
 
 
