@@ -11,6 +11,7 @@ from framework.protocol.addresses import Address
 from framework.protocol.config import Config
 from framework.protocol.delivery import Delivery
 from framework.protocol.errors import NotConnected
+from framework.protocol.rtt import RttEstimate
 from framework.protocol.session import Session
 from framework.protocol.simulator import SimSettings
 from framework.protocol.wire import Kind, header, peek_kind
@@ -655,3 +656,30 @@ def test_a_lost_handshake_datagram_costs_about_a_round_trip_not_a_second() -> No
     # cookie (1 RTT), JOIN lost + resent, introduction, punch, HELLO lost + resent,
     # CHALLENGE/AUTH/WELCOME: well under the 2 s that two fixed 1 s waits would add
     assert net.now - t0 < 1.2
+
+
+def test_handshake_retries_wait_the_probe_timeout_twice_then_double() -> None:
+    est = RttEstimate(1.0)
+    assert [est.timeout(n) for n in range(5)] == [0.3, 0.3, 0.6, 1.0, 1.0]  # no sample
+    est.sample(0.04)  # srtt 40 ms, rttvar 20 ms: 120 ms
+    assert [round(est.timeout(n), 3) for n in range(4)] == [0.12, 0.12, 0.24, 0.48]
+
+
+def test_a_join_over_a_lossy_network_rarely_waits_long() -> None:
+    """40 ms round trips, 10% loss each way, 60 seeded joins: every one connects, and
+    nine in ten within 1.5 s (2.1 s when every retry of the cookie, JOIN or HELLO waited
+    twice as long as the one before)."""
+    def one_join(seed: int) -> float:
+        net = FakeNet(SimSettings(latency=0.02, loss=0.1, seed=seed))
+        host = net.add()
+        net.call(host, "init_server", HS, net.addr(host), "host", None)
+        assert net.run(20, lambda: net.has(host, ev.ConfirmedAsServer), dt=0.005)
+        t0 = net.now
+        alice = join(net, host, "alice")
+        assert net.run(20, lambda: connected(net, alice), dt=0.005)
+        return net.now - t0
+
+    times = [one_join(seed) for seed in range(60)]
+    times.sort()
+    assert times[len(times) * 9 // 10] < 1.5, times
+
