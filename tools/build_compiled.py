@@ -14,7 +14,8 @@ brings the pure form back at once, and building again after that is a copy.
 
 What is compiled: the protocol core (``framework/protocol``, ``framework/rollback``) and
 the handshake server's sans-I/O core (``server/core.py`` and the modules behind it). Not
-compiled: the I/O shells (``framework/peer.py``, ``server/server.py``), pygame's side,
+compiled: the I/O shells (``framework/peer.py``, ``framework/portmap.py``,
+``server/server.py``), pygame's side,
 the packages' ``__init__`` modules that load those shells, and the modules in ``EXCLUDED``.
 """
 
