@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import platform
 import re
 import statistics
@@ -114,6 +115,8 @@ V1 = " v1"  # the suffix of a contender run by the baseline tree's workers and s
 #: extension modules beside the sources: tools/build_compiled.py).
 COMPILED = " compiled"
 COMPILED_TREE = ROOT / ".bench" / "compiled"
+#: The last run's measurements (``--from-results`` writes the report again from them).
+RESULTS = ROOT / ".bench" / "results.pickle"
 
 
 def compiled_form() -> tuple[Path | None, str]:
@@ -1102,7 +1105,12 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"skip protocol v1 (commit {BASELINE_COMMIT})")
     p.add_argument("--no-compiled", action="store_true",
                    help="skip the compiled form (mypyc)")
+    p.add_argument("--from-results", action="store_true",
+                   help=f"only write the report again, from the last run's {RESULTS.name}")
     a = p.parse_args(argv)
+    if a.from_results:
+        with open(RESULTS, "rb") as f:
+            return write_report(pickle.load(f), a.write)
     started = time.monotonic()
     load_start = os.getloadavg()[0]
     if a.no_baseline:
@@ -1144,13 +1152,20 @@ def main(argv: list[str] | None = None) -> int:
     results["fuzz"] = fuzz
     results["seconds"] = time.monotonic() - started
     results["load"] = (load_start, os.getloadavg()[0])
+    RESULTS.parent.mkdir(exist_ok=True)
+    with open(RESULTS, "wb") as f:
+        pickle.dump(results, f)
+    return write_report(results, a.write)
+
+
+def write_report(results: dict[str, Any], write: str | None) -> int:
     text = report(results)
     print(text)
-    if a.write:
-        Path(a.write).write_text(text)
+    if write:
+        Path(write).write_text(text)
         from tools import bench_rollback  # noqa: PLC0415 - its own section, after ours
 
-        bench_rollback.main(["--write", a.write])
+        bench_rollback.main(["--write", write])
     return 0
 
 
