@@ -54,9 +54,9 @@ sysdeps:
 		exit $$rc; \
 	fi
 
-# Every test on the pure form, then the suite but the namespace tests on the compiled form
-# (where a C compiler exists), the quick part on Python 3.12 and 3.13, and the packages.
-test: test-pure test-compiled test-versions test-package
+# The packages, the quick tests on Python 3.12 and 3.13, the suite but the namespace tests
+# on the compiled form (where a C compiler exists), then every test on the pure form.
+test: test-package test-versions test-compiled test-pure
 
 # The pure form, the reference: compiled modules left beside the sources are removed first.
 test-pure: $(STAMP) sysdeps
