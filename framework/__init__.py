@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
+import importlib.util
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +24,21 @@ if TYPE_CHECKING:
     from . import events
     from .peer import Peer
 
+
+
+def _is_extension(module: str) -> bool:
+    """Whether ``module`` would load from a compiled extension (without importing it)."""
+    spec = importlib.util.find_spec(module)
+    origin = spec.origin if spec is not None else None
+    return origin is not None and origin.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+
+
+#: True when the protocol core runs compiled (``make fast``: mypyc's extension modules
+#: beside the sources), False when it runs as pure Python, the reference.
+COMPILED: bool = _is_extension(f"{__name__}.protocol.connection")
+
 __all__ = [
+    "COMPILED",
     "HS_SERVER_NAME",
     "Config",
     "Delivery",

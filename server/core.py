@@ -88,6 +88,8 @@ class HandshakeCore:
         self._last_error_log = float("-inf")
         self._errors_unlogged = 0
         self._last_store_log = float("-inf")
+        #: Also told of each internal error (fuzzing, tests).
+        self.on_internal_error: Callable[[Exception, float], None] | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -171,6 +173,8 @@ class HandshakeCore:
 
     def _internal_error(self, exc: Exception, now: float) -> None:
         self.stats.internal_errors += 1
+        if self.on_internal_error is not None:
+            self.on_internal_error(exc, now)
         self._errors_unlogged += 1
         if now - self._last_error_log < INTERNAL_ERROR_LOG_INTERVAL:
             return

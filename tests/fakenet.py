@@ -45,6 +45,9 @@ class FakeNet:
         self.filter: Callable[[bytes, Address, Address], bool] | None = None
         self._seed = seed
         self._next_host = 10
+        # Each session's address, by id (kept beside the session: compiled sessions take
+        # no attributes of ours).
+        self._addresses: dict[int, tuple[Session, Address]] = {}
         self.delivered = 0
 
     def add(self, config: Config | None = None, address: Address | None = None) -> Session:
@@ -52,13 +55,17 @@ class FakeNet:
             address = (f"198.51.100.{self._next_host}", 40000 + self._next_host)
             self._next_host += 1
         s = Session(config or Config(), seeded_bytes(self._seed + self._next_host * 7))
-        s.test_address = address  # type: ignore[attr-defined]
-        self.sessions[address] = s
-        self.events[address] = []
+        self.place(s, address)
         return s
 
+    def place(self, s: Session, address: Address) -> None:
+        """Put a session on the network at ``address``."""
+        self._addresses[id(s)] = (s, address)
+        self.sessions[address] = s
+        self.events[address] = []
+
     def addr(self, s: Session) -> Address:
-        return s.test_address  # type: ignore[attr-defined, no-any-return]
+        return self._addresses[id(s)][1]
 
     def inject(self, data: bytes, src: Address, dst: Address) -> None:
         self.sim.send(data, (src, dst), self.now)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import platform
 import re
 import statistics
@@ -33,6 +34,7 @@ from tools.bench_baseline import (
     median_dicts,
     run_function,
 )
+from tools.benchdoc import write_section
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
@@ -107,8 +109,34 @@ def pair(contender: str, count: int, hs: Address, rate: float = 0.0, root: Path 
 MESSAGING = {  # contender: messages per throughput run
     "engine": 40_000, "engine v1": 40_000, "enet": 200_000, "podsixnet": 100_000,
     "engine-unreliable": 40_000, "engine-unreliable v1": 40_000, "raw": 200_000,
+    "engine compiled": 80_000, "engine-unreliable compiled": 80_000,
 }
 V1 = " v1"  # the suffix of a contender run by the baseline tree's workers and server
+#: The suffix of a contender run by the compiled tree (this tree's code, with mypyc's
+#: extension modules beside the sources: tools/build_compiled.py).
+COMPILED = " compiled"
+COMPILED_TREE = ROOT / ".bench" / "compiled"
+#: The last run's measurements (``--from-results`` writes the report again from them).
+RESULTS = ROOT / ".bench" / "results.pickle"
+
+
+def compiled_form() -> tuple[Path | None, str]:
+    """The compiled tree, built if needed, and a note; or None and why not."""
+    from tools import build_compiled  # noqa: PLC0415
+
+    missing = build_compiled.can_build()
+    if missing is not None:
+        return None, f"not measured: {missing}"
+    log("building the compiled form (mypyc) ...")
+    return build_compiled.compiled_tree(COMPILED_TREE), "mypyc " + metadata.version("mypy")
+
+
+def root_of(contender: str, baseline: Path | None, compiled: Path | None) -> Path:
+    if contender.endswith(V1) and baseline is not None:
+        return baseline
+    if contender.endswith(COMPILED) and compiled is not None:
+        return compiled
+    return ROOT
 
 
 #: Rounds of the engine's own contenders (v2 and v1, reliable and unreliable): more than
@@ -116,10 +144,13 @@ V1 = " v1"  # the suffix of a contender run by the baseline tree's workers and s
 V1_ROUNDS = 7
 
 
-def bench_messaging(rounds: int, baseline: Path | None) -> dict[str, dict[str, float]]:
+def bench_messaging(rounds: int, baseline: Path | None, compiled: Path | None
+                    ) -> dict[str, dict[str, float]]:
     """Medians per contender; for "engine" and "engine-unreliable" also "v1_ratio": the
-    median of each round's v2 ÷ v1 (measured back to back, under the same load)."""
-    contenders = [c for c in MESSAGING if baseline is not None or not c.endswith(V1)]
+    median of each round's v2 ÷ v1 (measured back to back, under the same load), and for
+    their compiled forms "pure_ratio", the same for compiled ÷ pure."""
+    contenders = [c for c in MESSAGING if (baseline is not None or not c.endswith(V1))
+                  and (compiled is not None or not c.endswith(COMPILED))]
     results: dict[str, dict[str, list[float]]] = {c: {"tput": [], "p50": [], "p99": [],
                                                       "recv": []} for c in contenders}
     engines = [c for c in contenders if c.startswith("engine")]
@@ -128,14 +159,15 @@ def bench_messaging(rounds: int, baseline: Path | None) -> dict[str, dict[str, f
         plan += [engines] * max(0, V1_ROUNDS - rounds)
     with ExitStack() as stack:
         hs_of = {ROOT: stack.enter_context(server(our_server("--requests-per-ip", "1e9")))[1]}
-        if baseline is not None:
-            hs_of[baseline] = stack.enter_context(
-                server(our_server("--requests-per-ip", "1e9"), baseline))[1]
+        for other in (baseline, compiled):
+            if other is not None:
+                hs_of[other] = stack.enter_context(
+                    server(our_server("--requests-per-ip", "1e9"), other))[1]
         for r, chosen in enumerate(plan):
             order = chosen if r % 2 == 0 else list(reversed(chosen))
             for c in order:
-                root = baseline if c.endswith(V1) and baseline is not None else ROOT
-                worker = c.removesuffix(V1)
+                root = root_of(c, baseline, compiled)
+                worker = c.removesuffix(V1).removesuffix(COMPILED)
                 t = pair(worker, MESSAGING[c], hs_of[root], root=root)
                 results[c]["tput"].append(t["per_sec"])
                 results[c]["recv"].append(t["received"] / MESSAGING[c])
@@ -145,11 +177,16 @@ def bench_messaging(rounds: int, baseline: Path | None) -> dict[str, dict[str, f
                 log(f"  round {r + 1} {c:20s} {t['per_sec']:>10.0f} msg/s "
                     f"p50 {lat['lat_p50'] * 1e6:7.0f} us p99 {lat['lat_p99'] * 1e6:7.0f} us")
     out = {c: {k: statistics.median(v) for k, v in d.items()} for c, d in results.items()}
+    for c, d in results.items():  # the spread of the rounds, for the report to show
+        out[c]["tput_min"], out[c]["tput_max"] = min(d["tput"]), max(d["tput"])
     for c in engines:
         if c + V1 in results:
             pairs = zip(results[c]["tput"], results[c + V1]["tput"], strict=True)
             out[c]["v1_ratio"] = statistics.median(a / b for a, b in pairs if b)
             out[c]["rounds"] = len(results[c]["tput"])
+        if c + COMPILED in results:
+            pairs = zip(results[c + COMPILED]["tput"], results[c]["tput"], strict=True)
+            out[c + COMPILED]["pure_ratio"] = statistics.median(a / b for a, b in pairs if b)
     return out
 
 
@@ -228,9 +265,16 @@ def bench_tick() -> dict[str, float]:
     return out
 
 
-def bench_tick_sides(rounds: int, baseline: Path | None) -> dict[str, dict[str, float]]:
+def trees_of(baseline: Path | None, compiled: Path | None) -> dict[str, Path]:
+    """This tree ("v2", pure), and the baseline ("v1") and compiled form where there are."""
+    return ({"v2": ROOT} | ({"v1": baseline} if baseline is not None else {})
+            | ({"compiled": compiled} if compiled is not None else {}))
+
+
+def bench_tick_sides(rounds: int, baseline: Path | None, compiled: Path | None
+                     ) -> dict[str, dict[str, float]]:
     """bench_tick of each tree in a fresh process, alternating; medians per case."""
-    trees = {"v2": ROOT} | ({"v1": baseline} if baseline is not None else {})
+    trees = trees_of(baseline, compiled)
     runs: dict[str, list[dict[str, float]]] = {k: [] for k in trees}
     for r in range(rounds):
         for name in (list(trees) if r % 2 == 0 else list(reversed(trees))):
@@ -287,26 +331,32 @@ def bench_loss_latency() -> dict[float, dict[str, float]]:
 # --- 4. the handshake server ------------------------------------------------------------
 
 
-def bench_server(rounds: int, baseline: Path | None) -> dict[str, float]:
-    """Each server against the load generator of its own tree (v1's requests are not
-    sealed, v2's are)."""
+def bench_server(rounds: int, baseline: Path | None, compiled: Path | None
+                 ) -> dict[str, float]:
+    """Each server against the load generator of its own protocol (v1's requests are not
+    sealed, v2's are; both forms of v2 get the same generator, this tree's)."""
     ours = our_server("--requests-per-ip", "1e9", "--log-level", "INFO")
+    twisted = [PY, "-m", "tools.twisted_server", "--unlimited"]
     contenders = {
         "ours (selectors)": (ours, ROOT),
-        "Twisted baseline": ([PY, "-m", "tools.twisted_server", "--unlimited"], ROOT),
+        "Twisted baseline": (twisted, ROOT),
     }
     if baseline is not None:
         contenders["ours v1"] = (ours, baseline)
+    if compiled is not None:
+        contenders["ours compiled"] = (ours, compiled)
+        contenders["Twisted compiled"] = (twisted, compiled)
     rates: dict[str, list[float]] = {k: [] for k in contenders}
     for r in range(rounds):
         order = list(contenders) if r % 2 == 0 else list(reversed(contenders))
         for name in order:
             cmd, root = contenders[name]
+            load_root = root if root == baseline else ROOT
             with server(cmd, root) as (_, addr):
                 out = subprocess.run([PY, "-m", "tools.bench_load", "--target",
-                                      f"{addr[0]}:{addr[1]}", "--seconds", "4"], cwd=root,
-                                     env=env_for(root), capture_output=True, text=True,
-                                     check=True).stdout
+                                      f"{addr[0]}:{addr[1]}", "--seconds", "4"],
+                                     cwd=load_root, env=env_for(load_root),
+                                     capture_output=True, text=True, check=True).stdout
                 rate = json.loads(out.strip().splitlines()[-1])["answered_per_sec"]
                 rates[name].append(rate)
                 log(f"  round {r + 1} {name:18s} {rate:>8} requests/s answered")
@@ -503,9 +553,10 @@ def bench_profile() -> dict[str, float]:
             "messages": n, "datagrams": datagrams, "bytes": size}
 
 
-def bench_profile_sides(rounds: int, baseline: Path | None) -> dict[str, dict[str, float]]:
+def bench_profile_sides(rounds: int, baseline: Path | None, compiled: Path | None
+                        ) -> dict[str, dict[str, float]]:
     """bench_profile of each tree in a fresh process, alternating; medians."""
-    trees = {"v2": ROOT} | ({"v1": baseline} if baseline is not None else {})
+    trees = trees_of(baseline, compiled)
     runs: dict[str, list[dict[str, float]]] = {k: [] for k in trees}
     for r in range(rounds):
         for name in (list(trees) if r % 2 == 0 else list(reversed(trees))):
@@ -838,9 +889,132 @@ def report(r: dict[str, Any]) -> str:
             "address string) to meet the target.")
     sections.append("")
     sections += aead_section(aead, prof, prof1)
+    sections += compiled_section(r)
     if r["fuzz"]:
         sections += ["## Fuzzing and flood", "", r["fuzz"], ""]
     return "\n".join(sections)
+
+
+def spread_line(m: dict[str, dict[str, float]]) -> str:
+    """How far the rounds of §1 were apart: on a shared machine, the messaging rates are
+    the noisiest figures of this report."""
+    parts = [f"{label} {m[c]['tput_min']:,.0f}-{m[c]['tput_max']:,.0f}"
+             for c, label in (("engine", "pure reliable"), ("engine" + COMPILED,
+                                                            "compiled reliable"),
+                              ("enet", "ENet"), ("podsixnet", "PodSixNet"))
+             if c in m and "tput_min" in m[c]]
+    return ("- The message rates' rounds ranged (lowest-highest, messages/s): "
+            + "; ".join(parts) + ". Two cores shared with other processes: a receiver "
+            "that loses its core for a moment stalls a reliable stream until its acks "
+            "come back, so read the ratios above together with §6's, measured without "
+            "sockets, which move much less.")
+
+
+def compiled_section(r: dict[str, Any]) -> list[str]:
+    """§8: the compiled form (mypyc) beside the pure one, and the issue's targets for it."""
+    m: dict[str, dict[str, float]] = r["messaging"]
+    head = ["## 8. The compiled form (mypyc) against pure Python", ""]
+    c, cu = m.get("engine" + COMPILED), m.get("engine-unreliable" + COMPILED)
+    tick_c, prof_c = r["tick"].get("compiled"), r["profile"].get("compiled")
+    srv: dict[str, float] = r["server"]
+    ours_c, tw_c = srv.get("ours" + COMPILED), srv.get("Twisted" + COMPILED)
+    if c is None or cu is None or tick_c is None or prof_c is None or ours_c is None \
+            or tw_c is None:
+        return [*head, f"The compiled form was {r['compiled_note']}.", ""]
+    e, eu, en, ps, raw = (m["engine"], m["engine-unreliable"], m["enet"], m["podsixnet"],
+                          m["raw"])
+    tick, prof = r["tick"]["v2"], r["profile"]["v2"]
+    ours, tw = srv["ours (selectors)"], srv["Twisted baseline"]
+    per, per_c = prof["send_us"] + prof["recv_us"], prof_c["send_us"] + prof_c["recv_us"]
+    rows: list[Row] = [
+        ["reliable-ordered messages/s (§1)", f"{e['tput']:,.0f}", f"{c['tput']:,.0f}",
+         f"{c['pure_ratio']:.2f}"],
+        ["unreliable messages/s (§1)", f"{eu['tput']:,.0f}", f"{cu['tput']:,.0f}",
+         f"{cu['pure_ratio']:.2f}"],
+        ["reliable latency p50 at 1,000/s", us(e["p50"]), us(c["p50"]),
+         ratio_cell(c["p50"], e["p50"], False)],
+        ["unreliable latency p50 at 1,000/s", us(eu["p50"]), us(cu["p50"]),
+         ratio_cell(cu["p50"], eu["p50"], False)],
+    ]
+    for key, label in (("idle_1", "tick(), 1 peer idle"), ("idle_8", "tick(), 8 peers idle"),
+                       ("idle_64", "tick(), 64 peers idle"),
+                       ("busy_1000", "tick(), 8 peers, 1,000 messages a frame")):
+        rows.append([label + " (§2)", f"{tick[key]:,.1f} µs", f"{tick_c[key]:,.1f} µs",
+                     ratio_cell(tick_c[key], tick[key], False)])
+    rows += [
+        ["send a reliable message, no sockets (§6)", f"{prof['send_us']:.2f} µs",
+         f"{prof_c['send_us']:.2f} µs", ratio_cell(prof_c["send_us"], prof["send_us"], False)],
+        ["receive it (§6)", f"{prof['recv_us']:.2f} µs", f"{prof_c['recv_us']:.2f} µs",
+         ratio_cell(prof_c["recv_us"], prof["recv_us"], False)],
+        ["its pygame event (§6; pygame's side, not compiled)", f"{prof['event_us']:.2f} µs",
+         f"{prof_c['event_us']:.2f} µs",
+         ratio_cell(prof_c["event_us"], prof["event_us"], False)],
+        ["handshake server requests/s (§4)", f"{ours:,.0f}", f"{ours_c:,.0f}",
+         ratio_cell(ours_c, ours, True)],
+        ["Twisted around the same core, requests/s (§4)", f"{tw:,.0f}", f"{tw_c:,.0f}",
+         ratio_cell(tw_c, tw, True)],
+        ["handshake server core, per request (§6)", f"{prof['core_us']:.1f} µs",
+         f"{prof_c['core_us']:.1f} µs", ratio_cell(prof_c["core_us"], prof["core_us"], False)],
+    ]
+    targets: list[Row] = []
+
+    def best(d: dict[str, float], other: dict[str, float]) -> str:
+        """Best round against best round: interference only ever slows a contender."""
+        if "tput_max" not in d or "tput_max" not in other:
+            return ""
+        return f"{d['tput_max'] / other['tput_max']:.2f}×"
+
+    for label, goal, pure_v, comp_v, comp_best in (
+            ("reliable ≥ 0.5× ENet", 0.5, e["tput"] / en["tput"], c["tput"] / en["tput"],
+             best(c, en)),
+            ("reliable ≥ 3× PodSixNet", 3.0, e["tput"] / ps["tput"], c["tput"] / ps["tput"],
+             best(c, ps)),
+            ("unreliable ≥ 0.7× raw", 0.7, eu["tput"] / raw["tput"], cu["tput"] / raw["tput"],
+             best(cu, raw)),
+            ("handshake server ≥ 2× Twisted around the same core", 2.0, ours / tw,
+             ours_c / tw_c, "")):
+        targets.append([label, f"{pure_v:.2f}×", f"{comp_v:.2f}×", comp_best,
+                        "yes" if comp_v >= goal else "no"])
+    io_c = 1e6 / ours_c - prof_c["core_us"]
+    io_tw_c = 1e6 / tw_c - prof_c["core_us"]
+    need_c = (io_tw_c - prof_c["core_us"]) / 2
+    per_msg_c = per_c + prof_c["event_us"]
+    lines = [
+        *head,
+        "The same source built with mypyc (`make fast`; `tools/build_compiled.py`: the "
+        "protocol core, rollback and the handshake server's sans-I/O core; the sockets, "
+        "pygame and Pong stay Python), unpacked with its extension modules into "
+        f"`.bench/compiled` and run by its own workers and servers in this same run, "
+        f"alternating with the pure form and the other contenders ({r['compiled_note']}). "
+        "The last column is the compiled form's speed over the pure form's (a rate: "
+        "compiled ÷ pure, a time: pure ÷ compiled); for the message rates it is the median "
+        "of each round's own ratio.",
+        "",
+        table(["measurement", "pure Python", "compiled", "compiled speed ÷ pure speed"], rows),
+        "",
+        table(["target (issue 14)", "pure", "compiled", "compiled, best rounds",
+               "met (compiled, medians)"], targets),
+        "",
+        *([spread_line(m)] if "tput_min" in c else []),
+        f"- Without sockets a reliable message costs {per_c:.2f} µs compiled against "
+        f"{per:.2f} µs pure to send and receive, plus {prof_c['event_us']:.2f} µs for its "
+        f"pygame event: {per_msg_c:.1f} µs of Python-side work at the two ends together. "
+        f"0.5× ENet is {en['tput'] / 2:,.0f} messages/s here, "
+        f"{2e6 / en['tput']:.1f} µs for each end; ENet crosses into Python once per "
+        "message and does the rest in C.",
+        f"- PodSixNet (TCP) costs {1e6 / ps['tput']:.1f} µs a message end to end here; 3× "
+        f"PodSixNet would need {1e6 / (3 * ps['tput']):.1f} µs. The compiled engine "
+        f"reaches {c['tput'] / ps['tput']:.2f}×.",
+        f"- The handshake server: the compiled core takes {prof_c['core_us']:.1f} µs a "
+        f"request (pure: {prof['core_us']:.1f} µs); around it our `selectors` loop spends "
+        f"about {io_c:.1f} µs a request and Twisted's reactor about {io_tw_c:.1f} µs. "
+        "With the same core on both sides, 2× Twisted needs core + our loop ≤ (core + "
+        "Twisted's loop) ÷ 2, that is our loop at "
+        + (f"{need_c:.1f} µs a request or less" if need_c > 0 else "less than nothing")
+        + f" (measured: {io_c:.1f} µs, for a `recvfrom`, a `sendto` and the selector).",
+        "",
+    ]
+    return lines
 
 
 SPLIT_PARTS = {
@@ -962,7 +1136,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fuzz-note", default="", help="text for the fuzzing section")
     p.add_argument("--no-baseline", action="store_true",
                    help=f"skip protocol v1 (commit {BASELINE_COMMIT})")
+    p.add_argument("--no-compiled", action="store_true",
+                   help="skip the compiled form (mypyc)")
+    p.add_argument("--from-results", action="store_true",
+                   help=f"only write the report again, from the last run's {RESULTS.name}")
     a = p.parse_args(argv)
+    if a.from_results:
+        with open(RESULTS, "rb") as f:
+            return write_report(pickle.load(f), a.write)
     started = time.monotonic()
     load_start = os.getloadavg()[0]
     if a.no_baseline:
@@ -970,19 +1151,29 @@ def main(argv: list[str] | None = None) -> int:
     else:
         baseline, base = baseline_tree()
         log(f"protocol v1 baseline: {baseline or 'none'} ({base})")
+    if a.no_compiled:
+        compiled, compiled_note = None, "not measured (--no-compiled)"
+    else:
+        compiled, compiled_note = compiled_form()
+    from framework import COMPILED as root_compiled  # noqa: PLC0415
+
+    if root_compiled:
+        raise SystemExit("the tree runs compiled (make fast): `make pure` first, so that the "
+                         "pure form is measured as pure")
     steps: list[tuple[str, str, Callable[[], Any]]] = [
-        ("messaging", "messaging", lambda: bench_messaging(a.rounds, baseline)),
-        ("tick", "tick", lambda: bench_tick_sides(a.rounds, baseline)),
+        ("messaging", "messaging", lambda: bench_messaging(a.rounds, baseline, compiled)),
+        ("tick", "tick", lambda: bench_tick_sides(a.rounds, baseline, compiled)),
         ("loss latency", "loss", bench_loss_latency),
-        ("server", "server", lambda: bench_server(a.rounds, baseline)),
+        ("server", "server", lambda: bench_server(a.rounds, baseline, compiled)),
         ("server memory", "memory", lambda: bench_memory_sides(baseline)),
         ("pong", "pong", lambda: bench_pong(baseline)),
-        ("profile", "profile", lambda: bench_profile_sides(a.rounds, baseline)),
+        ("profile", "profile", lambda: bench_profile_sides(a.rounds, baseline, compiled)),
         ("aead", "aead", bench_aead),
         ("split", "split", lambda: bench_split(
             {"v2": ROOT} | ({"v1": baseline} if baseline is not None else {}))),
     ]
-    results: dict[str, Any] = {"rounds": a.rounds, "baseline": base}
+    results: dict[str, Any] = {"rounds": a.rounds, "baseline": base,
+                               "compiled_note": compiled_note}
     for name, key, fn in steps:
         log(f"{name} ...")
         results[key] = fn()
@@ -994,19 +1185,47 @@ def main(argv: list[str] | None = None) -> int:
     results["fuzz"] = fuzz
     results["seconds"] = time.monotonic() - started
     results["load"] = (load_start, os.getloadavg()[0])
+    RESULTS.parent.mkdir(exist_ok=True)
+    with open(RESULTS, "wb") as f:
+        pickle.dump(results, f)
+    return write_report(results, a.write, measure_more=True, no_baseline=a.no_baseline)
+
+
+#: Sections of docs/BENCHMARKS.md written by tools of their own (bench_nat, bench_cluster).
+OWN_SECTIONS = ("## NAT matrix", "## Cluster (several processes, one Redis)")
+
+
+def kept_sections(path: Path) -> list[tuple[str, str]]:
+    old = path.read_text() if path.exists() else ""
+    out = []
+    for heading in OWN_SECTIONS:
+        found = re.search(re.escape(heading) + r"\n.*?(?=\n## |\Z)", old, re.S)
+        if found:
+            out.append((heading, found.group(0)))
+    return out
+
+
+def write_report(results: dict[str, Any], write: str | None, *, measure_more: bool = False,
+                 no_baseline: bool = False) -> int:
     text = report(results)
     print(text)
-    if a.write:
-        Path(a.write).write_text(text)
+    if write:
+        kept = kept_sections(Path(write))
+        Path(write).write_text(text)
         from tools import bench_rollback  # noqa: PLC0415 - its own section, after ours
 
-        bench_rollback.main(["--write", a.write])
-        from tools import bench_nat  # noqa: PLC0415 - its own section (root: namespaces)
+        bench_rollback.main(["--write", write])
+        # Sections measured by their own tools: kept from the file as they were, or
+        # measured again after a full run (the NAT matrix takes half an hour, as root).
+        for heading, body in kept:
+            write_section(Path(write), heading, body)
+        if measure_more:
+            from tools import bench_nat  # noqa: PLC0415 - its own section (namespaces)
 
-        bench_nat.main(["--write", a.write] + (["--no-baseline"] if a.no_baseline else []))
-        from tools import bench_cluster  # noqa: PLC0415 - its own section too
+            bench_nat.main(["--write", write] + (["--no-baseline"] if no_baseline else []))
+            from tools import bench_cluster  # noqa: PLC0415 - its own section too
 
-        bench_cluster.main(["--write", a.write])
+            bench_cluster.main(["--write", write])
     return 0
 
 

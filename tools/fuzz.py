@@ -385,7 +385,7 @@ class Harness:
         # The handshake server to fuzz: its own core, rate limits out of the way.
         self.hs = HandshakeCore(ServerConfig(requests_per_sec_per_ip=1e9, request_burst=1e9),
                                 seeded_bytes(seed + 7), KeyPair.generate(seeded_bytes(seed + 8)))
-        setattr(self.hs, "_internal_error", self._hs_error_hook(self.hs))  # noqa: B010
+        self.hs.on_internal_error = self._hs_error_hook()
         self.hs_peers = [HsAttacker(self, (f"198.19.0.{i + 1}", 5000 + i), seed * 100 + i)
                          for i in range(4)]
         host, joiner = self.hs_peers[0], self.hs_peers[1]
@@ -435,10 +435,8 @@ class Harness:
         i = self._hosts
         address = (f"198.18.{i // 250}.{i % 250 + 1}", 40000 + i % 20000)
         s = Session(config or Config(), seeded_bytes(self.seed * 100_003 + i * 7919))
-        setattr(s, "test_address", address)  # noqa: B010
-        self.net.sessions[address] = s
-        self.net.events[address] = []
-        setattr(s.ctx, "internal_error", self._error_hook(s))  # noqa: B010
+        self.net.place(s, address)
+        s.ctx.on_internal_error = self._error_hook()
         return s
 
     def retire(self, s: Session) -> None:
@@ -520,24 +518,18 @@ class Harness:
             self.findings[key] = Finding("invariant", self._lane, message, detail,
                                          self._input.hex())
 
-    def _error_hook(self, s: Session) -> Callable[[Address, float], None]:
-        original = s.ctx.internal_error
-
+    def _error_hook(self) -> Callable[[Address, float], None]:
         def hook(address: Address, now: float) -> None:
             self.internal_errors += 1
             _, exc, tb = sys.exc_info()
             if exc is not None:
                 self.record("internal_error", exc, tb)
-            original(address, now)
         return hook
 
-    def _hs_error_hook(self, core: HandshakeCore) -> Callable[[Exception, float], None]:
-        original = core._internal_error
-
+    def _hs_error_hook(self) -> Callable[[Exception, float], None]:
         def hook(exc: Exception, now: float) -> None:
             self.internal_errors += 1
             self.record("hs_internal_error", exc, exc.__traceback__)
-            original(exc, now)
         return hook
 
     # --- feeding --------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Final
 
 #: ``(host, port)``: an IP address in text and a UDP port.
 Address = tuple[str, int]
@@ -10,7 +11,7 @@ Address = tuple[str, int]
 #: Networks a LAN address may be in (RFC 1918, RFC 6598 shared, link-local, loopback,
 #: RFC 4193 unique local). Python's is_private also admits documentation and other
 #: special ranges, which are not local networks.
-LOCAL_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
+LOCAL_NETWORKS: Final = tuple(ipaddress.ip_network(n) for n in (
     "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16",
     "127.0.0.0/8", "fc00::/7", "fe80::/10", "::1/128"))
 

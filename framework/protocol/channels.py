@@ -9,7 +9,7 @@ the sender never runs ahead of that window, so the buffer is bounded.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from .constants import RELIABLE_WINDOW
 from .delivery import Delivery
@@ -20,7 +20,7 @@ from .values import decode_value
 from .wire import CANCEL, FRAGMENT, SYSTEM_UNRELIABLE, WHOLE, Parsed, stream_key
 
 #: A settled sequence of an unordered stream, kept until ``base`` passes it.
-DONE = 3
+DONE: Final = 3
 
 
 @dataclass(slots=True)
@@ -34,7 +34,7 @@ class Entry:
     count: int = 1
 
 
-_DONE = Entry(DONE, -1)
+_DONE: Final = Entry(DONE, -1)
 
 
 class ReassemblyBudget:
@@ -189,11 +189,11 @@ class SequencedReceiver:
         return False
 
 
-_UNRELIABLE = int(Delivery.UNRELIABLE)
-_SEQUENCED = int(Delivery.UNRELIABLE_SEQUENCED)
-_ORDERED = int(Delivery.RELIABLE_ORDERED)
-_MODES = tuple(Delivery(i) for i in range(4))
-_SYSTEM_KEY = stream_key(SYSTEM_UNRELIABLE)
+_UNRELIABLE: Final = int(Delivery.UNRELIABLE)
+_SEQUENCED: Final = int(Delivery.UNRELIABLE_SEQUENCED)
+_ORDERED: Final = int(Delivery.RELIABLE_ORDERED)
+_MODES: Final = tuple(Delivery(i) for i in range(4))
+_SYSTEM_KEY: Final = stream_key(SYSTEM_UNRELIABLE)
 
 
 class Receivers:

@@ -5,6 +5,7 @@ part's state."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from . import events as ev
 from .addresses import Address
@@ -34,6 +35,8 @@ class Context:
         self._events: list[ev.EngineEvent] = []
         self.blocked = 0
         self.internal_errors = 0
+        #: Also told of each internal error, inside its ``except`` (fuzzing, tests).
+        self.on_internal_error: Callable[[Address, float], None] | None = None
         rate = config.max_blocked_events_per_sec
         self._blocked_events = TokenBucket(rate, rate, 0.0)
         self._last_error_log = -INTERNAL_ERROR_LOG_INTERVAL
@@ -82,6 +85,8 @@ class Context:
         """Handling a datagram raised something unexpected: count it, log it (not too
         often), drop the datagram and go on; a healthy session is never ended by one."""
         self.internal_errors += 1
+        if self.on_internal_error is not None:
+            self.on_internal_error(address, now)
         if now - self._last_error_log >= INTERNAL_ERROR_LOG_INTERVAL:
             self._last_error_log = now
             log.exception("unexpected error on a datagram from %s (%d so far)", address,

@@ -17,6 +17,7 @@ import hmac
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -29,15 +30,15 @@ from spake2.spake2 import SPAKEError
 
 RandomBytes = Callable[[int], bytes]
 
-KEY_SIZE = 32
-PUBLIC_KEY_SIZE = 32
-AEAD_TAG_SIZE = 16
-AEAD_NONCE_SIZE = 12
-MAC_SIZE = 16
+KEY_SIZE: Final = 32
+PUBLIC_KEY_SIZE: Final = 32
+AEAD_TAG_SIZE: Final = 16
+AEAD_NONCE_SIZE: Final = 12
+MAC_SIZE: Final = 16
 #: SPAKE2 messages on the Ed25519 group: one side byte and a 32-byte element.
-PAKE_MESSAGE_SIZE = 33
+PAKE_MESSAGE_SIZE: Final = 33
 
-_NONCE = struct.Struct("!4xQ")  # 96-bit AEAD nonce from a 64-bit counter (as WireGuard)
+_NONCE: Final = struct.Struct("!4xQ")  # 96-bit AEAD nonce from a 64-bit counter (as WireGuard)
 
 
 class CryptoError(Exception):

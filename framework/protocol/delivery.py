@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from typing import Final
 
 
 class Delivery(enum.IntEnum):
@@ -32,10 +33,10 @@ class Delivery(enum.IntEnum):
 
 #: Flag bits next to the mode in a message's flags byte: bit 2 fragment, bit 3 cancelled,
 #: bits 4-7 channel.
-FLAG_FRAGMENT = 0x04
-FLAG_CANCEL = 0x08
-MODE_MASK = 0x03
-CHANNEL_SHIFT = 4
+FLAG_FRAGMENT: Final = 0x04
+FLAG_CANCEL: Final = 0x08
+MODE_MASK: Final = 0x03
+CHANNEL_SHIFT: Final = 4
 
 
-_RELIABLE = frozenset({Delivery.RELIABLE_UNORDERED, Delivery.RELIABLE_ORDERED})
+_RELIABLE: Final = frozenset({Delivery.RELIABLE_UNORDERED, Delivery.RELIABLE_ORDERED})

@@ -9,7 +9,7 @@ any plaintext.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from . import events as ev
 from .connection import Connection
@@ -25,7 +25,7 @@ from .wire import SYS_FORWARD, SYS_FORWARD_FAILED, SYS_FORWARDED
 if TYPE_CHECKING:
     from .session import Session
 
-_MODES = Delivery._value2member_map_
+_MODES: Final = Delivery._value2member_map_
 
 
 def packet_data(sender: str, to: str, message: object, message_id: int | None,

@@ -8,7 +8,7 @@ is used: a peer holding valid keys may send any plaintext at all.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from . import events as ev
 from .constants import DISCONNECT_COPIES, MAX_REASON, SYSTEM_CHANNEL, USER_CHANNELS
@@ -37,8 +37,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_MODES = Delivery._value2member_map_
-_FIRST_RELIABLE = Delivery.RELIABLE_UNORDERED
+_MODES: Final = Delivery._value2member_map_
+_FIRST_RELIABLE: Final = Delivery.RELIABLE_UNORDERED
 
 
 class Messaging:

@@ -16,20 +16,21 @@ import functools
 import json
 import unicodedata
 from importlib import resources
+from typing import Final
 
 from .constants import HS_SERVER_NAME, MAX_NAME_LENGTH
 
 #: Default_Ignorable_Code_Point ranges of Unicode 15 (DerivedCoreProperties.txt), which
 #: render as nothing: a name with one looks like the same name without it.
-_IGNORABLE = (
+_IGNORABLE: Final = (
     (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160),
     (0x17B4, 0x17B5), (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E),
     (0x2060, 0x206F), (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF),
     (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A),
     (0xE0000, 0xE0FFF),
 )
-_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
-_CONFUSABLE_SCRIPTS = ("LATIN", "GREEK", "CYRILLIC")
+_REFUSED_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+_CONFUSABLE_SCRIPTS: Final = ("LATIN", "GREEK", "CYRILLIC")
 
 
 class BadName(ValueError):

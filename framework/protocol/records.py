@@ -61,14 +61,24 @@ class SentPacket:
     prompt: bool = False  # the other side acks it at once: a fair round-trip sample
 
 
-@dataclass(slots=True)
 class Delivered:
-    """A message that arrived and may be handed to the game (or the engine)."""
+    """A message that arrived and may be handed to the game (or the engine).
 
-    channel: int
-    mode: Delivery
-    message_id: int | None
-    value: Any
+    A plain class, not a dataclass: one is made per message, and a compiled dataclass
+    keeps the interpreted ``__init__`` that ``dataclasses`` generates."""
+
+    __slots__ = ("channel", "message_id", "mode", "value")
+
+    def __init__(self, channel: int, mode: Delivery, message_id: int | None,
+                 value: Any) -> None:
+        self.channel = channel
+        self.mode = mode
+        self.message_id = message_id
+        self.value = value
+
+    def __repr__(self) -> str:
+        return (f"Delivered(channel={self.channel!r}, mode={self.mode!r}, "
+                f"message_id={self.message_id!r}, value={self.value!r})")
 
 
 @dataclass(slots=True)

@@ -8,8 +8,10 @@ easy to get wrong, is ``seq_greater``.
 
 from __future__ import annotations
 
-SEQ_MASK = 0xFFFF
-HALF = 1 << 15
+from typing import Final
+
+SEQ_MASK: Final = 0xFFFF
+HALF: Final = 1 << 15
 
 
 def seq_greater(a: int, b: int) -> bool:

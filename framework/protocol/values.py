@@ -6,7 +6,7 @@ carry raises ``TypeError`` at that call and never later inside ``tick()``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import msgpack
 import numpy as np
@@ -14,14 +14,14 @@ import numpy as np
 from .errors import ProtocolError
 
 #: msgpack extension type code of a numpy array: payload is msgpack [dtype.str, shape, bytes].
-NUMPY_EXT = 1
+NUMPY_EXT: Final = 1
 
 # Only plain numeric and boolean dtypes: an object dtype would mean pickle, never on our wire.
-_ALLOWED_KINDS = frozenset("biufc")
-_MAX_DIMS = 16
+_ALLOWED_KINDS: Final = frozenset("biufc")
+_MAX_DIMS: Final = 16
 #: Deepest nesting of lists and maps a message from the network may have. msgpack's own
 #: limit (1024) is far past what Python's str(), repr() or == survive.
-MAX_DEPTH = 32
+MAX_DEPTH: Final = 32
 
 
 def check_depth(value: object, limit: int = MAX_DEPTH) -> None:

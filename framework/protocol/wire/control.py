@@ -4,7 +4,7 @@ checked against the kind's schema."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from ..errors import ProtocolError
 from .fields import (
@@ -34,9 +34,9 @@ SCHEMAS: dict[Kind, tuple[Validator, ...]] = {
 }
 
 #: A HELLO is padded to this, so that the CHALLENGE answering it is never larger.
-HELLO_SIZE = 200
+HELLO_SIZE: Final = 200
 #: An AUTH is padded to this, so that a REJECT answering it is never larger.
-AUTH_SIZE = 64
+AUTH_SIZE: Final = 64
 
 
 def encode_control(kind: Kind, fields: Sequence[Any], size: int = 0) -> bytes:

@@ -22,7 +22,7 @@ anything is applied.
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, Final
 
 import msgpack
 
@@ -34,40 +34,40 @@ from ..sequence import SEQ_MASK
 from ..values import check_depth, numpy_ext_hook
 from .header import HEADER, HEADER_SIZE, RELAY_OVERHEAD, Kind
 
-_DATA_HEAD = HEADER.pack(PROTOCOL_ID, PROTOCOL_VERSION, Kind.DATA)
-DATA_PREFIX_SIZE = HEADER_SIZE + 2
+_DATA_HEAD: Final = HEADER.pack(PROTOCOL_ID, PROTOCOL_VERSION, Kind.DATA)
+DATA_PREFIX_SIZE: Final = HEADER_SIZE + 2
 #: At the start of a DATA plaintext: the newest packet number received from the other
 #: side (low 16 bits) and a 32-bit field acknowledging the 32 before it.
-ACKS = struct.Struct("!HI")
+ACKS: Final = struct.Struct("!HI")
 #: The largest msgpack array header of the item list (0xdc and a 16-bit count).
-_ARRAY_HEAD_MAX = 3
+_ARRAY_HEAD_MAX: Final = 3
 #: Room for items in one datagram: the clear prefix, the acks, the array header, the
 #: AEAD tag, and the wrapping a relay adds, so that a relayed datagram stays within
 #: MAX_DATAGRAM too. Also the largest message item that needs no fragmenting.
-ITEM_ROOM = (MAX_DATAGRAM - DATA_PREFIX_SIZE - ACKS.size - _ARRAY_HEAD_MAX - AEAD_TAG_SIZE
+ITEM_ROOM: Final = (MAX_DATAGRAM - DATA_PREFIX_SIZE - ACKS.size - _ARRAY_HEAD_MAX - AEAD_TAG_SIZE
              - RELAY_OVERHEAD)
 #: Message ids are unsigned 63-bit numbers.
-MAX_MESSAGE_ID = 1 << 63
+MAX_MESSAGE_ID: Final = 1 << 63
 
 # Engine messages on SYSTEM_CHANNEL: msgpack arrays whose first element is one of these.
-SYS_PING = 0
-SYS_PEERS = 1
-SYS_FORWARD = 2
-SYS_FORWARDED = 3
-SYS_FORWARD_FAILED = 4
-SYS_BYE = 5
-SYS_PATH_CHALLENGE = 6
-SYS_PATH_RESPONSE = 7
+SYS_PING: Final = 0
+SYS_PEERS: Final = 1
+SYS_FORWARD: Final = 2
+SYS_FORWARDED: Final = 3
+SYS_FORWARD_FAILED: Final = 4
+SYS_BYE: Final = 5
+SYS_PATH_CHALLENGE: Final = 6
+SYS_PATH_RESPONSE: Final = 7
 
 #: What a received reliable item is: a whole message, a piece of one, or the notice that
 #: stands in for the pieces of a message that expired.
-WHOLE = 0
-FRAGMENT = 1
-CANCEL = 2
+WHOLE: Final = 0
+FRAGMENT: Final = 1
+CANCEL: Final = 2
 
 _pack = msgpack.Packer(use_bin_type=True).pack  # its own: packb makes a Packer per call
-_FLAGS = [_pack(i) for i in range(256)]  # every flags byte, encoded once
-_ARRAY = [bytes((0x90 | n,)) for n in range(16)]  # msgpack fixarray headers
+_FLAGS: Final = [_pack(i) for i in range(256)]  # every flags byte, encoded once
+_ARRAY: Final = [bytes((0x90 | n,)) for n in range(16)]  # msgpack fixarray headers
 
 
 def message_flags(mode: int, channel: int, fragment: bool = False,
@@ -108,7 +108,7 @@ def encode_cancel(flags: int, seq: int, message_id: int, index: int, count: int)
     return _pack(((flags & ~FLAG_FRAGMENT) | FLAG_CANCEL, seq, message_id, index, count))
 
 
-SYSTEM_UNRELIABLE = message_flags(Delivery.UNRELIABLE, SYSTEM_CHANNEL)
+SYSTEM_UNRELIABLE: Final = message_flags(Delivery.UNRELIABLE, SYSTEM_CHANNEL)
 
 
 def encode_system(payload: bytes) -> bytes:
@@ -117,7 +117,7 @@ def encode_system(payload: bytes) -> bytes:
 
 
 #: The peer check: an engine message that asks for a prompt ack.
-PING_ITEM = encode_system(_pack([SYS_PING]))
+PING_ITEM: Final = encode_system(_pack([SYS_PING]))
 
 
 def encode_data_plaintext(ack: int, ack_bits: int, items: list[bytes]) -> bytes:
@@ -156,9 +156,9 @@ def data_plaintext(ack: int, ack_bits: int, items: list[Any]) -> bytes:
 #: A checked item: (stream key, mode, seq, message_id, value or chunk, piece), where
 #: ``piece`` is None for a whole message, (FRAGMENT or CANCEL, index, count) otherwise.
 Parsed = tuple[int, int, int, int, Any, "tuple[int, int, int] | None"]
-_UNRELIABLE = int(Delivery.UNRELIABLE)
-_SEQUENCED = int(Delivery.UNRELIABLE_SEQUENCED)
-_FRAG_OR_CANCEL = FLAG_FRAGMENT | FLAG_CANCEL
+_UNRELIABLE: Final = int(Delivery.UNRELIABLE)
+_SEQUENCED: Final = int(Delivery.UNRELIABLE_SEQUENCED)
+_FRAG_OR_CANCEL: Final = FLAG_FRAGMENT | FLAG_CANCEL
 
 
 def parse_data(plain: bytes, max_fragments: int) -> tuple[int, int, list[Parsed]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from ..constants import (
     JOIN_TOKEN_SIZE,
@@ -65,22 +65,22 @@ def _server_entries(v: Any) -> bool:
         for e in v)
 
 
-NAME = is_valid_name
-CANDIDATES = _candidates
-SERVER_ENTRIES = _server_entries
-U16 = _uint(16)
-U32 = _uint(32)
-PORT = _uint(16)
+NAME: Final = is_valid_name
+CANDIDATES: Final = _candidates
+SERVER_ENTRIES: Final = _server_entries
+U16: Final = _uint(16)
+U32: Final = _uint(32)
+PORT: Final = _uint(16)
 BOOL: Validator = lambda v: type(v) is bool  # noqa: E731
-TOKEN = _blob(TOKEN_SIZE)
-JOIN_TOKEN = _blob(JOIN_TOKEN_SIZE)
-MAC = _blob(MAC_SIZE)
-SHARE = _blob(PUBLIC_KEY_SIZE)
+TOKEN: Final = _blob(TOKEN_SIZE)
+JOIN_TOKEN: Final = _blob(JOIN_TOKEN_SIZE)
+MAC: Final = _blob(MAC_SIZE)
+SHARE: Final = _blob(PUBLIC_KEY_SIZE)
 PAKE: Validator = lambda v: type(v) is bytes and len(v) in (0, PAKE_MESSAGE_SIZE)  # noqa: E731
 SECONDS: Validator = lambda v: type(v) in (int, float) and 0 <= v < 1e6  # noqa: E731
 PAD: Validator = lambda v: type(v) is bytes and len(v) <= MAX_DATAGRAM  # noqa: E731
-RELAY_ID = _blob(RELAY_ID_SIZE)
-PUNCH_NONCE = _blob(PUNCH_NONCE_SIZE)
+RELAY_ID: Final = _blob(RELAY_ID_SIZE)
+PUNCH_NONCE: Final = _blob(PUNCH_NONCE_SIZE)
 AFTER: Validator = lambda v: v == "" or is_valid_name(v)  # noqa: E731
 
 

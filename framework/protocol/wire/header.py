@@ -8,15 +8,15 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import msgpack
 
 from ..constants import MAX_DATAGRAM, PROTOCOL_ID, PROTOCOL_VERSION, RELAY_ID_SIZE
 from ..errors import ProtocolError
 
-HEADER = struct.Struct("!2sBB")
-HEADER_SIZE = HEADER.size
+HEADER: Final = struct.Struct("!2sBB")
+HEADER_SIZE: Final = HEADER.size
 
 
 class Kind(enum.IntEnum):
@@ -46,8 +46,8 @@ class Kind(enum.IntEnum):
 
 
 _KINDS: dict[int, Kind] = {int(k): k for k in Kind}  # Kind(n) costs far more than a lookup
-_PREFIX = PROTOCOL_ID + bytes([PROTOCOL_VERSION])
-_PACKB = msgpack.Packer(use_bin_type=True)
+_PREFIX: Final = PROTOCOL_ID + bytes([PROTOCOL_VERSION])
+_PACKB: Final = msgpack.Packer(use_bin_type=True)
 
 
 def header(kind: Kind) -> bytes:
@@ -102,10 +102,10 @@ def peek_kind(data: bytes) -> Kind:
 
 # --- RELAY: header | relay id | the peer datagram, unchanged -------------------------
 
-RELAY_HEADER_SIZE = HEADER_SIZE + RELAY_ID_SIZE
+RELAY_HEADER_SIZE: Final = HEADER_SIZE + RELAY_ID_SIZE
 #: Room a relayed datagram needs on top of the datagram it carries.
-RELAY_OVERHEAD = RELAY_HEADER_SIZE
-_RELAY_HEAD = HEADER.pack(PROTOCOL_ID, PROTOCOL_VERSION, Kind.RELAY)
+RELAY_OVERHEAD: Final = RELAY_HEADER_SIZE
+_RELAY_HEAD: Final = HEADER.pack(PROTOCOL_ID, PROTOCOL_VERSION, Kind.RELAY)
 
 
 def encode_relay(relay_id: bytes, inner: bytes) -> bytes:

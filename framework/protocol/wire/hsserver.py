@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from ..constants import MAX_DATAGRAM, PROTOCOL_ID, PROTOCOL_VERSION
 from ..crypto import AEAD_NONCE_SIZE, AEAD_TAG_SIZE, PUBLIC_KEY_SIZE
@@ -120,27 +120,28 @@ HS_SCHEMAS: dict[HsKind, tuple[Validator, ...]] = {
     HsKind.RELAY_READY: (RELAY_ID, NAME),
 }
 
-REQUESTS = frozenset({HsKind.REGISTER, HsKind.REFRESH, HsKind.UNREGISTER, HsKind.JOIN,
+REQUESTS: Final = frozenset({HsKind.REGISTER, HsKind.REFRESH, HsKind.UNREGISTER, HsKind.JOIN,
                       HsKind.LIST, HsKind.RELAY_REQUEST})
 
 # --- sizes --------------------------------------------------------------------------
 
-COOKIE_SIZE = 16
+COOKIE_SIZE: Final = 16
 #: Sealed request: header, req_id, cookie, the peer's ephemeral share, nonce | body + tag.
-_SEALED_REQUEST_HEAD = struct.Struct(f"!2sBBI{COOKIE_SIZE}s{PUBLIC_KEY_SIZE}s{AEAD_NONCE_SIZE}s")
-SEALED_REQUEST_OVERHEAD = _SEALED_REQUEST_HEAD.size + AEAD_TAG_SIZE
+_SEALED_REQUEST_HEAD: Final = struct.Struct(
+    f"!2sBBI{COOKIE_SIZE}s{PUBLIC_KEY_SIZE}s{AEAD_NONCE_SIZE}s")
+SEALED_REQUEST_OVERHEAD: Final = _SEALED_REQUEST_HEAD.size + AEAD_TAG_SIZE
 #: Sealed reply: header, nonce | body + tag.
-_SEALED_REPLY_HEAD = struct.Struct(f"!2sBB{AEAD_NONCE_SIZE}s")
-SEALED_REPLY_OVERHEAD = _SEALED_REPLY_HEAD.size + AEAD_TAG_SIZE
-_COOKIE_REQUEST = struct.Struct("!2sBBI")
-_COOKIE = struct.Struct(f"!2sBBI{COOKIE_SIZE}s{PUBLIC_KEY_SIZE}s")
+_SEALED_REPLY_HEAD: Final = struct.Struct(f"!2sBB{AEAD_NONCE_SIZE}s")
+SEALED_REPLY_OVERHEAD: Final = _SEALED_REPLY_HEAD.size + AEAD_TAG_SIZE
+_COOKIE_REQUEST: Final = struct.Struct("!2sBBI")
+_COOKIE: Final = struct.Struct(f"!2sBBI{COOKIE_SIZE}s{PUBLIC_KEY_SIZE}s")
 #: A cookie request is padded to this, so that the COOKIE answer is smaller.
-COOKIE_REQUEST_SIZE = 96
+COOKIE_REQUEST_SIZE: Final = 96
 #: Every sealed request is padded to this size at least, so that no answer to it (an
 #: introduction with four candidate addresses and a 32-character name) is larger.
-REQUEST_SIZE = 600
+REQUEST_SIZE: Final = 600
 #: A game-list request is padded to a whole datagram; its answer is filled up to that.
-LIST_REQUEST_SIZE = MAX_DATAGRAM
+LIST_REQUEST_SIZE: Final = MAX_DATAGRAM
 
 
 def request_size(kind: HsKind) -> int:
