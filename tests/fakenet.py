@@ -64,6 +64,21 @@ class FakeNet:
         self.sessions[address] = s
         self.events[address] = []
 
+    def quiet_pair(self) -> tuple[Session, Session]:
+        """A server player ("host") and a client ("alice") connected, their events taken,
+        with peer checks put off: the setup of the message-cost measurements."""
+        quiet = Config(secs_between_peer_checks=1e6)
+        host = self.add(quiet)
+        self.call(host, "init_server", HS, self.addr(host), "host", None)
+        self.run(2, host.is_connected)
+        alice = self.add(quiet)
+        self.call(alice, "init_client", HS, self.addr(alice), "alice", "host", None)
+        self.run(5, alice.is_connected)
+        self.run(1)
+        alice.events()
+        host.events()
+        return host, alice
+
     def addr(self, s: Session) -> Address:
         return self._addresses[id(s)][1]
 

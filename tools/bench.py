@@ -466,7 +466,6 @@ def bench_profile() -> dict[str, float]:
     import random  # noqa: PLC0415
 
     from framework import events as pg_events  # noqa: PLC0415
-    from framework.protocol.config import Config  # noqa: PLC0415
     from framework.protocol.crypto import KeyPair  # noqa: PLC0415
     from framework.protocol.delivery import Delivery  # noqa: PLC0415
     from framework.protocol.hschannel import ServerChannel  # noqa: PLC0415
@@ -477,20 +476,11 @@ def bench_profile() -> dict[str, float]:
         encode_cookie_request,
     )
     from server.core import HandshakeCore, ServerConfig  # noqa: PLC0415
-    from tests.fakenet import HS, FakeNet  # noqa: PLC0415
+    from tests.fakenet import FakeNet  # noqa: PLC0415
     from tools.hsclient import seal  # noqa: PLC0415
 
     net = FakeNet()
-    quiet = Config(secs_between_peer_checks=1e6)
-    host = net.add(quiet)
-    net.call(host, "init_server", HS, net.addr(host), "host", None)
-    net.run(2, host.is_connected)
-    alice = net.add(quiet)
-    net.call(alice, "init_client", HS, net.addr(alice), "alice", "host", None)
-    net.run(5, alice.is_connected)
-    net.run(1)
-    alice.events()
-    host.events()
+    host, alice = net.quiet_pair()
     a_addr, h_addr = net.addr(alice), net.addr(host)
     n, sent, got, now = 60_000, 0, 0, net.now
     t_send = t_recv = t_event = 0.0

@@ -55,7 +55,6 @@ class Samples:
     connect: list[float] = field(default_factory=list)
     after_intro: list[float] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)  # final path of each join
-    first: list[str] = field(default_factory=list)  # path when confirmed
     moved: list[float] = field(default_factory=list)
     failed: int = 0
 
@@ -94,44 +93,52 @@ def handshake_server(node: Node, root: Path, v2: bool) -> Iterator[None]:
                 proc.wait(5)
 
 
-def play(hs: Node, a: Node, b: Node, root: Path, v2: bool, rounds: int,
-         parallel: int, host_args: tuple[str, ...] = ()) -> Samples:
-    """Host on ``a``, ``rounds`` x ``parallel`` joins from ``b``."""
-    out = Samples()
+@contextlib.contextmanager
+def hosting(hs: Node, a: Node, root: Path, v2: bool,
+            host_args: tuple[str, ...] = ()) -> Iterator[str]:
+    """A handshake server on ``hs`` and a registered host on ``a``, both of ``root``'s
+    engine; yields the handshake server's address for joiners."""
     target = f"{hs.ip}:{HS_PORT}"
     with handshake_server(hs, root, v2):
         host = a.python([AGENT, "host", "--root", str(root), "--hs", target,
                          *(host_args if v2 else ())], stderr=subprocess.DEVNULL)
         try:
-            lines = LineReader(host)
-            if lines.wait_for(lambda r: "ready" in r or "error" in r, 15.0) is None:
+            if LineReader(host).wait_for(lambda r: "ready" in r or "error" in r,
+                                         15.0) is None:
                 raise RuntimeError("the host did not register")
-            client = b.python([AGENT, "client", "--root", str(root), "--hs", target,
-                               "--rounds", str(rounds), "--parallel", str(parallel),
-                               "--settle", str(SETTLE) if v2 else "0"],
-                              stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            reader = LineReader(client)
-            limit = rounds * (30.0 + 3.0) + 30.0
-            if reader.wait_for(lambda r: "done" in r, limit) is None:
-                client.kill()
-            for r in reader.records():
-                if "ok" not in r:
-                    continue
-                if not r["ok"]:
-                    out.failed += 1
-                    continue
-                out.connect.append(float(r["connect"]))
-                out.after_intro.append(float(r["after_intro"]))
-                out.first.append(str(r["path"]))
-                out.paths.append(str(r["final"]))
-                if r.get("moved") is not None:
-                    out.moved.append(float(r["moved"]))
+            yield target
         finally:
             assert host.stdin is not None
             with contextlib.suppress(OSError):
                 host.stdin.close()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 host.wait(5)
+
+
+def play(hs: Node, a: Node, b: Node, root: Path, v2: bool, rounds: int,
+         parallel: int, host_args: tuple[str, ...] = ()) -> Samples:
+    """Host on ``a``, ``rounds`` x ``parallel`` joins from ``b``."""
+    out = Samples()
+    with hosting(hs, a, root, v2, host_args) as target:
+        client = b.python([AGENT, "client", "--root", str(root), "--hs", target,
+                           "--rounds", str(rounds), "--parallel", str(parallel),
+                           "--settle", str(SETTLE) if v2 else "0"],
+                          stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        reader = LineReader(client)
+        limit = rounds * (30.0 + 3.0) + 30.0
+        if reader.wait_for(lambda r: "done" in r, limit) is None:
+            client.kill()
+    for r in reader.records():
+        if "ok" not in r:
+            continue
+        if not r["ok"]:
+            out.failed += 1
+            continue
+        out.connect.append(float(r["connect"]))
+        out.after_intro.append(float(r["after_intro"]))
+        out.paths.append(str(r["final"]))
+        if r.get("moved") is not None:
+            out.moved.append(float(r["moved"]))
     return out
 
 
@@ -316,28 +323,18 @@ def keepalive(engines: dict[str, Path]) -> dict[str, Quiet]:
             # Only what goes between the players (not the registration refreshes).
             a.add_counter("peer_out", "-p", "udp", "-d", "192.0.2.1", chain="OUTPUT")
             a.add_counter("peer_in", "-p", "udp", "-s", "192.0.2.1", chain="INPUT")
-            target = f"{hs.ip}:{HS_PORT}"
-            with handshake_server(hs, root, engine == "v2"):
-                host = a.python([AGENT, "host", "--root", str(root), "--hs", target],
-                                stderr=subprocess.DEVNULL)
-                try:
-                    if LineReader(host).wait_for(lambda r: "ready" in r, 15.0) is None:
-                        raise RuntimeError("the host did not register")
-                    client = b.python([AGENT, "client", "--root", str(root), "--hs", target,
-                                       "--settle", str(HOLD + 10)],
-                                      stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                    reader = LineReader(client)
-                    if reader.wait_for(lambda r: "connected" in r, 30.0) is None:
-                        raise RuntimeError("no connection")
-                    time.sleep(10.0)  # past the handshake and a move off the relay
-                    o0, i0 = a.counter("peer_out", chain="OUTPUT"), a.counter("peer_in")
-                    time.sleep(HOLD)
-                    o1, i1 = a.counter("peer_out", chain="OUTPUT"), a.counter("peer_in")
-                    result = reader.wait_for(lambda r: "ok" in r, 60.0) or {}
-                finally:
-                    assert host.stdin is not None
-                    with contextlib.suppress(OSError):
-                        host.stdin.close()
+            with hosting(hs, a, root, engine == "v2") as target:
+                client = b.python([AGENT, "client", "--root", str(root), "--hs", target,
+                                   "--settle", str(HOLD + 10)],
+                                  stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                reader = LineReader(client)
+                if reader.wait_for(lambda r: "connected" in r, 30.0) is None:
+                    raise RuntimeError("no connection")
+                time.sleep(10.0)  # past the handshake and a move off the relay
+                o0, i0 = a.counter("peer_out", chain="OUTPUT"), a.counter("peer_in")
+                time.sleep(HOLD)
+                o1, i1 = a.counter("peer_out", chain="OUTPUT"), a.counter("peer_in")
+                result = reader.wait_for(lambda r: "ok" in r, 60.0) or {}
             minutes = HOLD / 60
             out[engine] = Quiet(bool(result.get("alive")),
                                 (o1[1] - o0[1] + i1[1] - i0[1]) / minutes,

@@ -40,21 +40,11 @@ KINDS: tuple[tuple[str, str], ...] = (
 
 def message_loop(n: int) -> float:
     """Seconds per message, sender and receiver together, best of 3 runs of ``n``."""
-    from framework.protocol.config import Config  # noqa: PLC0415
     from framework.protocol.delivery import Delivery  # noqa: PLC0415
-    from tests.fakenet import HS, FakeNet  # noqa: PLC0415
+    from tests.fakenet import FakeNet  # noqa: PLC0415
 
     net = FakeNet()
-    quiet = Config(secs_between_peer_checks=1e6)
-    host = net.add(quiet)
-    net.call(host, "init_server", HS, net.addr(host), "host", None)
-    net.run(2, host.is_connected)
-    alice = net.add(quiet)
-    net.call(alice, "init_client", HS, net.addr(alice), "alice", "host", None)
-    net.run(5, alice.is_connected)
-    net.run(1)
-    alice.events()
-    host.events()
+    host, alice = net.quiet_pair()
     a_addr, h_addr = net.addr(alice), net.addr(host)
     payload = b"x" * 64
     now = net.now
