@@ -3,7 +3,11 @@ handshake server. ``--print-fingerprint`` prints the key's fingerprint and exits
 
 ``--redis URL`` makes this process one node of several sharing their state in Redis
 (``server.cluster``); ``--reuse-port`` lets nodes on one machine bind the same port;
-``--metrics HOST:PORT`` serves the counters in Prometheus text format."""
+``--metrics HOST:PORT`` serves the counters in Prometheus text format.
+
+``--relay-only --redis URL --public HOST:PORT`` runs a relay node instead: the
+deployment's handshake nodes place relays on the least loaded relay node
+(``server.relaytier``)."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import sys
 from types import FrameType
 
 from framework.protocol import crypto
+from framework.protocol.addresses import Address
 from framework.protocol.constants import DEFAULT_HANDSHAKE_PORT
 from framework.protocol.crypto import KeyPair
 
@@ -57,6 +62,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="bind with SO_REUSEPORT, so several processes share the port")
     parser.add_argument("--metrics", default=None, metavar="HOST:PORT",
                         help="serve the counters over HTTP in Prometheus text format")
+    parser.add_argument("--relay-only", action="store_true",
+                        help="be a relay node of a --redis deployment: no requests, only "
+                             "the relays the handshake nodes place here")
+    parser.add_argument("--public", default=None, metavar="HOST:PORT",
+                        help="with --relay-only: the address players reach this node at "
+                             "(default: --host and --port, when --host is not a wildcard)")
+    parser.add_argument("--relay-capacity", type=int, default=ServerConfig.max_relays,
+                        help="with --relay-only: relays this node carries at most "
+                             "(default %(default)s)")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
@@ -92,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             log.error("--metrics wants HOST:PORT, e.g. 127.0.0.1:9160")
             return 1
         metrics = (mhost.strip("[]"), int(mport))
+    if args.relay_only:
+        return _relay_node(args, config, metrics, log)
     cluster = None
     if args.redis is not None:
         try:
@@ -107,6 +123,62 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server = HandshakeServer(args.host, args.port, config, key, cluster=cluster,
                                  reuse_port=args.reuse_port, metrics=metrics)
+    except OSError as exc:
+        log.error("cannot bind %s:%d: %s", args.host, args.port, exc)
+        return 1
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        server.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server.serve_forever()
+    return 0
+
+
+def _address_arg(text: str) -> Address | None:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return (host.strip("[]"), int(port))
+
+
+def _relay_node(args: argparse.Namespace, config: ServerConfig, metrics: Address | None,
+                log: logging.Logger) -> int:
+    """``--relay-only``: a relay node of the deployment in ``--redis``."""
+    if args.redis is None:
+        log.error("--relay-only needs --redis (the deployment's Redis)")
+        return 1
+    if args.public is not None:
+        public = _address_arg(args.public)
+        if public is None:
+            log.error("--public wants HOST:PORT, e.g. 203.0.113.7:5170")
+            return 1
+    elif args.host in ("0.0.0.0", "::", ""):
+        log.error("--relay-only needs --public HOST:PORT (the address players reach) when "
+                  "--host is a wildcard")
+        return 1
+    else:
+        public = (args.host, args.port)
+    if args.relay_capacity <= 0:
+        log.error("--relay-capacity must be positive")
+        return 1
+    try:
+        from .cluster import Link  # noqa: PLC0415 (redis is needed only here)
+        from .relayserver import RelayNodeServer  # noqa: PLC0415
+        from .relaytier import RelayNodeCore  # noqa: PLC0415
+    except ImportError:
+        log.error("--redis needs the redis package: pip install 'pygame-p2p[cluster]'")
+        return 1
+    try:
+        link = Link(args.redis)
+    except ValueError as exc:
+        log.error("bad --redis URL: %s", exc)
+        return 1
+    core = RelayNodeCore(link, args.node_id or os.urandom(6).hex(), public, config,
+                         args.relay_capacity)
+    try:
+        server = RelayNodeServer(core, args.host, args.port, metrics=metrics)
     except OSError as exc:
         log.error("cannot bind %s:%d: %s", args.host, args.port, exc)
         return 1

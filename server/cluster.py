@@ -64,6 +64,7 @@ from framework.protocol.constants import (
     JOIN_TOKEN_SIZE,
     MAX_CANDIDATES,
     RELAY_ID_SIZE,
+    RELAY_KEY_SIZE,
     TOKEN_SIZE,
 )
 from framework.protocol.crypto import KeyPair, lp, mac, verify
@@ -76,6 +77,7 @@ from .config import Reply, ServerConfig, ServerStats
 from .introductions import Introduction
 from .registry import Registration, looks_of
 from .relays import Relay
+from .relaytier import RelayDirectory
 from .store import Router, StoreError, Stores
 
 log = logging.getLogger("server")
@@ -560,6 +562,7 @@ class RedisRelays:
         self._ends_read: dict[bytes, float] = {}
         self._all = PREFIX + b"relays"
         self.handed_off = 0
+        self.directory = RelayDirectory(link)
 
     @staticmethod
     def _key(relay_id: bytes) -> bytes:
@@ -574,10 +577,19 @@ class RedisRelays:
         return PREFIX + b"relaypfx:" + prefix.encode()
 
     def _cache(self, relay_id: bytes, server_end: Address, client_end: Address,
-               prefix: str, age: float, now: float, nodes: tuple[str, str]) -> Relay:
+               prefix: str, age: float, now: float, nodes: tuple[str, str],
+               tier: dict[bytes, Any] | None = None) -> Relay:
         rate = float(self._config.relay_bytes_per_sec)
         relay = Relay(relay_id, server_end, client_end, prefix, now - age, now,
                       TokenBucket(rate, 2 * rate, now))
+        if tier:  # placed on a relay node (relaytier.py)
+            relay.relay_node = _node(tier[b"rn"])
+            relay.at = _address(tier[b"rh"], tier[b"rp"])
+            relay.keys = (_sized(tier[b"ak"], RELAY_KEY_SIZE),
+                          _sized(tier[b"bk"], RELAY_KEY_SIZE))
+            relay.names = (tier[b"sn"].decode(), tier[b"cn"].decode())
+            if not relay.relay_node:
+                raise ValueError("bad relay node")
         self.by_id[relay_id] = relay
         self._synced[relay_id] = now
         self._ends[relay_id] = list(nodes)
@@ -595,19 +607,23 @@ class RedisRelays:
                 return None
             return self._cache(relay_id, _address(h[b"ah"], h[b"ap"]),
                                _address(h[b"bh"], h[b"bp"]), h[b"x"].decode(), age, now,
-                               (_node(h.get(b"an")), _node(h.get(b"bn"))))
+                               (_node(h.get(b"an")), _node(h.get(b"bn"))),
+                               h if b"rn" in h else None)
         except Exception:  # damaged or hostile: not a relay
             return None
 
     def open(self, server_end: Address, client_end: Address, client_prefix: str,
-             now: float, nodes: tuple[str, str] = ("", "")) -> Relay | None:
+             now: float, nodes: tuple[str, str] = ("", ""),
+             names: tuple[str, str] = ("", "")) -> Relay | None:
         cfg = self._config
         pair = self._pair(server_end, client_end)
         [known] = self._link.run(lambda p: p.get(pair))
         if isinstance(known, bytes) and len(known) == RELAY_ID_SIZE:
-            relay = self.by_id.get(known) or self._load(known, now)
+            relay = self.by_id.get(known)
+            if relay is None or relay.at is not None:  # a relay node's may have moved
+                relay = self._load(known, now)
             if relay is not None:
-                return relay
+                return self._on_live_node(relay, now)
         wall = time.time()
         pfx = self._pfx(client_prefix)
 
@@ -623,12 +639,22 @@ class RedisRelays:
         ms = int(cfg.relay_idle_timeout * 1000)
         until = wall + cfg.relay_idle_timeout
 
+        # On the least loaded relay node, when the deployment has some; else here.
+        placed = self.directory.place()
+        tier: dict[bytes, Any] = {}
+        if placed is not None:
+            (node, at), random = placed, self._random
+            tier = {b"rn": node.encode(), b"rh": at[0].encode(), b"rp": str(at[1]).encode(),
+                    b"ak": random(RELAY_KEY_SIZE), b"bk": random(RELAY_KEY_SIZE),
+                    b"sn": names[0].encode(), b"cn": names[1].encode(),
+                    b"pair": pair[len(PREFIX + b"relaypair:"):]}
+
         def create(p: Any) -> None:
             p.set(pair, relay_id, px=ms, nx=True)
             p.hset(self._key(relay_id), mapping={
                 b"ah": server_end[0], b"ap": server_end[1], b"bh": client_end[0],
                 b"bp": client_end[1], b"x": client_prefix, b"c": repr(wall),
-                b"an": nodes[0], b"bn": nodes[1]})
+                b"an": nodes[0], b"bn": nodes[1], **tier})
             p.pexpire(self._key(relay_id), ms)
             p.zadd(self._all, {relay_id: until})
             p.zadd(pfx, {relay_id: until})
@@ -639,9 +665,35 @@ class RedisRelays:
             [other] = self._link.run(lambda p: p.get(pair))
             return self._load(other, now) if isinstance(other, bytes) else None
         self._stats.relays_opened += 1
-        log.debug("relay %s opened", relay_id.hex())
+        log.debug("relay %s opened%s", relay_id.hex(),
+                  f" on relay node {placed[0]}" if placed else "")
         return self._cache(relay_id, server_end, client_end, client_prefix, 0.0, now,
-                           nodes)
+                           nodes, tier or None)
+
+    def _on_live_node(self, relay: Relay, now: float) -> Relay:
+        """The relay, moved to a live relay node first if its node is gone."""
+        if relay.at is None or self.directory.alive(relay.relay_node):
+            return relay
+        placed = self.directory.place()
+        if placed is None:
+            return relay  # no live node: the players keep asking
+        node, at = placed
+        self.directory.move(self._key(relay.relay_id), relay.relay_node, node, at)
+        log.info("relay %s moved from lost relay node %s", relay.relay_id.hex(),
+                 relay.relay_node)
+        return self._load(relay.relay_id, now) or relay
+
+    def relocate(self, relay_id: bytes, key: bytes, now: float) -> tuple[Relay, int] | None:
+        relay = self._load(relay_id, now)
+        if relay is None or relay.at is None:
+            return None
+        if verify(relay.keys[0], key):
+            end = 0
+        elif verify(relay.keys[1], key):
+            end = 1
+        else:
+            return None
+        return self._on_live_node(relay, now), end
 
     def forward(self, data: bytes, source: Address, now: float) -> list[Reply]:
         relay_id, _ = decode_relay(data)

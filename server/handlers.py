@@ -21,6 +21,7 @@ from framework.protocol.wire import SEALED_REPLY_OVERHEAD, ErrorCode, HsKind, en
 
 from .candidates import candidates_of
 from .config import Reply, ServerConfig, ServerStats
+from .relays import Relay
 from .store import IntroductionStore, RegistryStore, RelayStore, Router
 
 log = logging.getLogger("server")
@@ -48,6 +49,7 @@ class Requests:
             HsKind.JOIN: self._join,
             HsKind.LIST: self._list,
             HsKind.RELAY_REQUEST: self._relay_request,
+            HsKind.RELAY_MOVE: self._relay_move,
         }
 
     def handle(self, kind: HsKind, rid: int, fields: list[Any], source: Address,
@@ -158,20 +160,33 @@ class Requests:
             # Only the two players of a live introduction may ask, each from its address.
             return self._error(share, rid, ErrorCode.NOT_INTRODUCED, source)
         relay = self.relays.open(reg.public, intro.client, intro.prefix, now,
-                                 (reg.node, intro.node))
+                                 (reg.node, intro.node), (server, client))
         if relay is None:
             return self._error(share, rid, ErrorCode.TOO_MANY, source)
         # Each end is told the name of the player at the relay's other end.
         if source == reg.public:
-            asker_peer, other_peer = client, server
+            asker_end, asker_peer, other_peer = 0, client, server
             other_end, other_share, other_node = intro.client, intro.share, intro.node
         else:
-            asker_peer, other_peer = server, client
+            asker_end, asker_peer, other_peer = 1, server, client
             other_end, other_share, other_node = reg.public, reg.share, reg.node
-        return [self._seal(share, HsKind.RELAY_READY, rid, [relay.relay_id, asker_peer],
-                           source),
-                *self._via(self._seal(other_share, HsKind.RELAY_READY, 0,
-                                      [relay.relay_id, other_peer], other_end), other_node)]
+        kind, fields = _offer(relay, asker_end, asker_peer)
+        other_kind, other_fields = _offer(relay, 1 - asker_end, other_peer)
+        return [self._seal(share, kind, rid, fields, source),
+                *self._via(self._seal(other_share, other_kind, 0, other_fields, other_end),
+                           other_node)]
+
+    def _relay_move(self, rid: int, f: list[Any], source: Address, share: bytes,
+                    size: int, now: float) -> list[Reply]:
+        """An end of a relay on a relay node asks where it runs now (placing it on
+        another node if its node is gone). The key proves which end asks."""
+        relay_id, key, _pad = f
+        found = self.relays.relocate(relay_id, key, now)
+        if found is None:
+            return self._error(share, rid, ErrorCode.NOT_INTRODUCED, source)
+        relay, end = found
+        kind, fields = _offer(relay, end, relay.names[1 - end])
+        return [self._seal(share, kind, rid, fields, source)]
 
     def expire(self, now: float) -> None:
         for reg in self.registry.expire(now):
@@ -179,6 +194,16 @@ class Requests:
             log.debug("registration of %r expired", reg.name)
         self.intros.expire(now)
         self.relays.expire(now)
+
+
+def _offer(relay: Relay, end: int, peer: str) -> tuple[HsKind, list[Any]]:
+    """What tells the player at ``end`` (0 server, 1 client) about ``relay``, whose other
+    end is ``peer``: RELAY_READY for a relay on this server, RELAY_AT (with the end's
+    bind key) for one on a relay node."""
+    if relay.at is None:
+        return HsKind.RELAY_READY, [relay.relay_id, peer]
+    return HsKind.RELAY_AT, [relay.relay_id, peer, relay.at[0], relay.at[1],
+                             relay.keys[end]]
 
 
 def list_page(registry: RegistryStore, after: str, rid: int, size: int, now: float

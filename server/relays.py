@@ -39,6 +39,12 @@ class Relay:
     bucket: TokenBucket
     forwarded: int = 0
     dropped: int = 0
+    #: On a relay node (``--relay-only``): its address, the two ends' bind keys (server
+    #: end, client end) and the players' names; None when this server relays itself.
+    at: Address | None = None
+    relay_node: str = ""
+    keys: tuple[bytes, bytes] = (b"", b"")
+    names: tuple[str, str] = ("", "")
 
 
 class Relays:
@@ -52,9 +58,11 @@ class Relays:
         self._per_prefix: Counter[str] = Counter()
 
     def open(self, server_end: Address, client_end: Address, client_prefix: str,
-             now: float, nodes: tuple[str, str] = ("", "")) -> Relay | None:
+             now: float, nodes: tuple[str, str] = ("", ""),
+             names: tuple[str, str] = ("", "")) -> Relay | None:
         """The pair's relay (one per pair), or None when no relay is free. ``nodes``:
-        the nodes the two ends talk to, for stores shared by several (unused here)."""
+        the nodes the two ends talk to, ``names`` the two players', for stores shared
+        by several (unused here)."""
         relay = self.by_id.get(self._of_pair.get((server_end, client_end), b""))
         if relay is not None:
             return relay
@@ -71,6 +79,11 @@ class Relays:
         self._stats.relays_opened += 1
         log.debug("relay %s opened", relay.relay_id.hex())
         return relay
+
+    def relocate(self, relay_id: bytes, key: bytes, now: float) -> tuple[Relay, int] | None:
+        """Where a relay on a relay node runs now, for the end whose key is ``key``:
+        (relay, end). A single server has no relay nodes."""
+        return None
 
     def forward(self, data: bytes, source: Address, now: float) -> list[Reply]:
         relay_id, _ = decode_relay(data)

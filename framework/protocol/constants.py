@@ -96,6 +96,18 @@ MAX_LIST_ENTRIES: Final = 64
 #: Size of a relay's id, which a RELAY datagram carries in clear before the peer datagram.
 RELAY_ID_SIZE: Final = 8
 
+#: Size of each end's key of a relay on a relay node (it authenticates RELAY_BIND).
+RELAY_KEY_SIZE: Final = 16
+#: Seconds between RELAY_BINDs to a relay node until one is acknowledged, then between
+#: renewals (a NAT that rebinds our port is followed at the latest after this).
+RELAY_BIND_INTERVAL: Final = 0.25
+RELAY_REBIND_INTERVAL: Final = 10.0
+#: A session on a relay node that heard nothing from its peer for this long asks the
+#: handshake server where the relay is now (RELAY_MOVE), at most once per
+#: RELAY_MOVE_INTERVAL: a relay node that died is replaced within a few seconds.
+RELAY_SILENCE: Final = 1.0
+RELAY_MOVE_INTERVAL: Final = 2.0
+
 #: Size of a punch nonce: enough that a guessed PUNCH_ACK never matches one of ours.
 PUNCH_NONCE_SIZE: Final = 8
 

@@ -110,6 +110,13 @@ class Remote:
     connection: Connection | None = None
     relay_id: bytes = b""
     relay_requested: bool = False
+    # A relay on a relay node (relaying.py): our end's key, the route, and binding.
+    relay_key: bytes = b""
+    relay_route: Route | None = None
+    relay_counter: int = 0
+    relay_bound: bool = False
+    next_bind: float = float("inf")
+    next_relay_move: float = 0.0
     #: The chosen path answered one of our punches (both ways proven), as opposed to
     #: only a punch of theirs having come in (their way in proven, ours out not).
     path_answered: bool = False

@@ -18,7 +18,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from . import events as ev
-from .addresses import is_local_address
+from .addresses import Address, is_local_address
 from .constants import (
     MAX_CANDIDATES,
     MAX_PENDING_JOINS,
@@ -219,13 +219,26 @@ class Punching:
         log.info("no direct path to %s yet: asking for a relay", remote.name)
         session.rendezvous.request_relay(server, client, now)
 
-    def relay_offered(self, relay_id: bytes, peer_name: str, now: float) -> None:
-        """The handshake server set up a relay to ``peer_name``."""
+    def relay_offered(self, relay_id: bytes, peer_name: str, now: float,
+                      at: Address | None = None, key: bytes = b"") -> None:
+        """The handshake server set up a relay to ``peer_name``: on itself, or on the
+        relay node at ``at`` (where our end binds with ``key``)."""
         remote = self._session.remotes.get(peer_name)
         hs = self._session.rendezvous.address
-        if remote is None or remote.relay_id or hs is None:
+        if remote is None or hs is None:
             return
-        self._relay_ready(remote, Route(hs, relay_id), now)
+        if at is None:
+            if not remote.relay_id:
+                self._relay_ready(remote, Route(hs, relay_id), now)
+            return
+        route = Route(at, relay_id)
+        relaying = self._session.relaying
+        if remote.relay_id:
+            if remote.relay_id == relay_id and remote.relay_key == key:
+                relaying.moved(remote, route, now)
+            return  # one relay per pair
+        relaying.start(remote, route, key, now)
+        self._relay_ready(remote, route, now)
 
     def _relay_ready(self, remote: Remote, relay_route: Route, now: float) -> None:
         remote.relay_id = relay_route.relay_id

@@ -145,6 +145,14 @@ class Rendezvous:
         assert self.address is not None
         self.tracker.start(HsKind.RELAY_REQUEST, [server, client], self.address, now)
 
+    def request_relay_move(self, relay_id: bytes, key: bytes, now: float) -> None:
+        """Ask where our relay runs now (its relay node went quiet)."""
+        assert self.address is not None
+        if any(q.kind is HsKind.RELAY_MOVE and q.fields[0] == relay_id
+               for q in self.tracker.pending.values()):
+            return  # already asking
+        self.tracker.start(HsKind.RELAY_MOVE, [relay_id, key], self.address, now)
+
     def request_list(self, address: Address, pinned: str | None, now: float) -> None:
         self.tracker.channel_for(address, pinned)
         req = self.tracker.start(HsKind.LIST, [""], address, now)
@@ -215,10 +223,11 @@ class Rendezvous:
                ) -> tuple[Kind, bytes, Route] | None:
         """The peer datagram inside a RELAY of one of our relays: (kind, datagram, route);
         None for the last datagrams of a peer that just left."""
-        if address != self.address:
-            raise ProtocolError("RELAY not from our handshake server")
         relay_id, data = decode_relay(data)
         route = Route(address, relay_id)
+        if address != self.address and not any(
+                r.relay_route == route for r in self._session.remotes.values()):
+            raise ProtocolError("RELAY not from our handshake server or relay node")
         kind = peek_kind(data)
         if kind < Kind.PUNCH:
             raise ProtocolError(f"{kind.name} cannot travel through a relay")
@@ -271,6 +280,9 @@ class Rendezvous:
             self._session.punching.introduce(fields, now)
         elif kind is HsKind.RELAY_READY:
             self._session.punching.relay_offered(fields[0], fields[1], now)
+        elif kind is HsKind.RELAY_AT:
+            self._session.punching.relay_offered(fields[0], fields[1], now,
+                                                 (fields[2], fields[3]), fields[4])
         else:
             raise ProtocolError(f"unexpected unsolicited {kind.name}")
 
@@ -300,6 +312,10 @@ class Rendezvous:
             req.next_send = now + self.tracker.rtt_to(req.address).timeout()
         elif kind is HsKind.RELAY_READY and req.kind is HsKind.RELAY_REQUEST:
             session.punching.relay_offered(fields[0], fields[1], now)
+        elif kind is HsKind.RELAY_AT and req.kind in (HsKind.RELAY_REQUEST,
+                                                       HsKind.RELAY_MOVE):
+            session.punching.relay_offered(fields[0], fields[1], now,
+                                           (fields[2], fields[3]), fields[4])
         elif kind is HsKind.LIST_REPLY and req.kind is HsKind.LIST:
             self._list_page(req, fields, now)
         else:
@@ -311,7 +327,7 @@ class Rendezvous:
         if req.kind is HsKind.LIST:
             self._lists.pop(req.req_id, None)
             self._ctx.error(f"server list refused: {text}")
-        elif req.kind is HsKind.RELAY_REQUEST:
+        elif req.kind in (HsKind.RELAY_REQUEST, HsKind.RELAY_MOVE):
             log.info("relay refused: %s", text)
         elif req.kind is HsKind.REFRESH and code in (ErrorCode.NOT_REGISTERED,
                                                       ErrorCode.BAD_TOKEN):

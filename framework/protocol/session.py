@@ -39,6 +39,7 @@ from .names import normalize_name
 from .paths import Paths
 from .peers import Departures, Known, PathKind, Remote, RemoteState, Role, Route
 from .punching import Punching
+from .relaying import Relaying
 from .rendezvous import Rendezvous
 from .wire import LAN_KINDS, Kind, peek_kind
 
@@ -83,6 +84,7 @@ class Session:
         self.punching = Punching(self.ctx, self)
         self.handshakes = Handshakes(self.ctx, self)
         self.paths = Paths(self.ctx, self)
+        self.relaying = Relaying(self.ctx, self)
         self.messaging = Messaging(self.ctx, self)
         self.lan = Lan(self.ctx, self)
         self._clear()
@@ -379,6 +381,9 @@ class Session:
         if lan is not None:
             times.append(lan)
         for r in self.remotes.values():
+            bind = self.relaying.next_timer(r)
+            if bind is not None:
+                times.append(bind)
             if r.connection is not None:
                 times.append(r.connection.next_timer(now))
                 if r.path is PathKind.RELAY:
@@ -408,6 +413,8 @@ class Session:
             kind, data, route = unwrapped
         if kind is Kind.DATA:
             self.messaging.on_data(data, route, now)
+        elif kind is Kind.RELAY_BOUND:
+            self.relaying.on_bound(data, address, now)
         elif kind < Kind.PUNCH:
             self.rendezvous.receive(kind, data, address, now)
         elif kind is Kind.PUNCH or kind is Kind.PUNCH_ACK:
@@ -425,6 +432,7 @@ class Session:
         for remote in list(self.remotes.values()):
             if remote.name not in self.remotes:
                 continue  # removed by an earlier one's consequences
+            self.relaying.service(remote, now)
             if remote.state is RemoteState.CONNECTED:
                 self.messaging.service(remote, now)
             else:

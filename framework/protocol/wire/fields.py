@@ -14,6 +14,7 @@ from ..constants import (
     MAX_LIST_ENTRIES,
     PUNCH_NONCE_SIZE,
     RELAY_ID_SIZE,
+    RELAY_KEY_SIZE,
     TOKEN_SIZE,
 )
 from ..crypto import MAC_SIZE, PAKE_MESSAGE_SIZE, PUBLIC_KEY_SIZE
@@ -80,6 +81,7 @@ PAKE: Validator = lambda v: type(v) is bytes and len(v) in (0, PAKE_MESSAGE_SIZE
 SECONDS: Validator = lambda v: type(v) in (int, float) and 0 <= v < 1e6  # noqa: E731
 PAD: Validator = lambda v: type(v) is bytes and len(v) <= MAX_DATAGRAM  # noqa: E731
 RELAY_ID: Final = _blob(RELAY_ID_SIZE)
+RELAY_KEY: Final = _blob(RELAY_KEY_SIZE)
 PUNCH_NONCE: Final = _blob(PUNCH_NONCE_SIZE)
 AFTER: Validator = lambda v: v == "" or is_valid_name(v)  # noqa: E731
 

@@ -12,7 +12,12 @@ from typing import Any, Final
 
 import msgpack
 
-from ..constants import MAX_DATAGRAM, PROTOCOL_ID, PROTOCOL_VERSION, RELAY_ID_SIZE
+from ..constants import (
+    MAX_DATAGRAM,
+    PROTOCOL_ID,
+    PROTOCOL_VERSION,
+    RELAY_ID_SIZE,
+)
 from ..errors import ProtocolError
 
 HEADER: Final = struct.Struct("!2sBB")
@@ -29,6 +34,10 @@ class Kind(enum.IntEnum):
     SEALED_REPLY = 4
     #: Not msgpack: header, 8-byte relay id, then the relayed datagram as it is.
     RELAY = 5
+    #: Not msgpack (``relay_bind`` below): a player tells a relay node where its end of
+    #: a relay is, and the node confirms.
+    RELAY_BIND = 6
+    RELAY_BOUND = 7
     # peer <-> peer
     PUNCH = 32
     PUNCH_ACK = 33
@@ -117,3 +126,26 @@ def decode_relay(data: bytes) -> tuple[bytes, bytes]:
     if len(data) < RELAY_HEADER_SIZE + HEADER_SIZE:
         raise ProtocolError("RELAY too short")
     return data[HEADER_SIZE:RELAY_HEADER_SIZE], data[RELAY_HEADER_SIZE:]
+
+
+# --- RELAY_BIND / RELAY_BOUND: header | relay id | end | counter | tag ---------------
+
+_BIND: Final = struct.Struct(f"!2sBB{RELAY_ID_SIZE}sBQ16s")
+#: Both are this size: the answer to a bind is never larger than the bind.
+RELAY_BIND_SIZE: Final = _BIND.size
+
+
+def encode_relay_bind(kind: Kind, relay_id: bytes, end: int, counter: int, tag: bytes
+                      ) -> bytes:
+    return _BIND.pack(PROTOCOL_ID, PROTOCOL_VERSION, kind, relay_id, end, counter, tag)
+
+
+def decode_relay_bind(data: bytes) -> tuple[bytes, int, int, bytes]:
+    """(relay_id, end, counter, tag) of a RELAY_BIND or RELAY_BOUND (already checked by
+    peek_kind)."""
+    if len(data) != RELAY_BIND_SIZE:
+        raise ProtocolError("RELAY_BIND of the wrong size")
+    _, _, _, relay_id, end, counter, tag = _BIND.unpack(data)
+    if end > 1:
+        raise ProtocolError("a relay has two ends")
+    return relay_id, end, counter, tag

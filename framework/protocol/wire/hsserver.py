@@ -25,6 +25,7 @@ from .fields import (
     PAD,
     PORT,
     RELAY_ID,
+    RELAY_KEY,
     SECONDS,
     SERVER_ENTRIES,
     TOKEN,
@@ -53,6 +54,12 @@ class HsKind(enum.IntEnum):
     HS_ERROR = 11
     RELAY_REQUEST = 12
     RELAY_READY = 13
+    #: The relay runs on a relay node (``--relay-only``): its address, and the asker's
+    #: key for RELAY_BIND. Sent instead of RELAY_READY by deployments with relay nodes.
+    RELAY_AT = 14
+    #: "Where is my relay now?": a player whose relay went quiet, proving it is one of
+    #: the relay's ends with that end's key. Answered by RELAY_AT.
+    RELAY_MOVE = 15
 
 
 _HS_KINDS: dict[int, HsKind] = {int(k): k for k in HsKind}
@@ -118,10 +125,12 @@ HS_SCHEMAS: dict[HsKind, tuple[Validator, ...]] = {
     HsKind.HS_ERROR: (U16,),
     HsKind.RELAY_REQUEST: (NAME, NAME, PAD),
     HsKind.RELAY_READY: (RELAY_ID, NAME),
+    HsKind.RELAY_AT: (RELAY_ID, NAME, is_literal_ip, PORT, RELAY_KEY),
+    HsKind.RELAY_MOVE: (RELAY_ID, RELAY_KEY, PAD),
 }
 
 REQUESTS: Final = frozenset({HsKind.REGISTER, HsKind.REFRESH, HsKind.UNREGISTER, HsKind.JOIN,
-                      HsKind.LIST, HsKind.RELAY_REQUEST})
+                      HsKind.LIST, HsKind.RELAY_REQUEST, HsKind.RELAY_MOVE})
 
 # --- sizes --------------------------------------------------------------------------
 
