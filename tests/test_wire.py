@@ -22,6 +22,7 @@ from framework.protocol.values import check_depth, decode_value, encode_value
 from framework.protocol.wire import (
     HS_SCHEMAS,
     LIST_REQUEST_SIZE,
+    RELAY_BIND_SIZE,
     REQUEST_SIZE,
     REQUESTS,
     SCHEMAS,
@@ -29,8 +30,10 @@ from framework.protocol.wire import (
     Kind,
     decode_control,
     decode_hs_body,
+    decode_relay_bind,
     encode_control,
     encode_hs_body,
+    encode_relay_bind,
     peek_kind,
 )
 from tests.fakenet import seeded_bytes
@@ -60,6 +63,8 @@ HS_SAMPLES: dict[HsKind, list[Any]] = {
     HsKind.HS_ERROR: [3],
     HsKind.RELAY_REQUEST: ["host", "alice", b""],
     HsKind.RELAY_READY: [b"r" * 8, "alice"],
+    HsKind.RELAY_AT: [b"r" * 8, "alice", "203.0.113.21", 5170, b"k" * 16],
+    HsKind.RELAY_MOVE: [b"r" * 8, b"k" * 16, b""],
 }
 
 
@@ -270,3 +275,15 @@ def test_every_lan_kind_round_trips_and_queries_are_padded() -> None:
             decode_lan(kind, encode_lan(kind, [*fields, b"", 1]))
     with pytest.raises(ProtocolError):
         decode_lan(Kind.PUNCH, encode_control(Kind.PUNCH, SAMPLES[Kind.PUNCH]))
+
+
+def test_relay_binds_round_trip_and_refuse_what_is_not_one() -> None:
+    data = encode_relay_bind(Kind.RELAY_BIND, b"r" * 8, 1, 2**64 - 1, b"t" * 16)
+    assert len(data) == RELAY_BIND_SIZE and peek_kind(data) is Kind.RELAY_BIND
+    assert decode_relay_bind(data) == (b"r" * 8, 1, 2**64 - 1, b"t" * 16)
+    with pytest.raises(ProtocolError):
+        decode_relay_bind(data + b"x")
+    with pytest.raises(ProtocolError):
+        decode_relay_bind(data[:-1])
+    with pytest.raises(ProtocolError, match="two ends"):
+        decode_relay_bind(encode_relay_bind(Kind.RELAY_BOUND, b"r" * 8, 2, 1, b"t" * 16))
