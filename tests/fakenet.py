@@ -49,6 +49,10 @@ class FakeNet:
         # no attributes of ours).
         self._addresses: dict[int, tuple[Session, Address]] = {}
         self.delivered = 0
+        #: Other servers on the network (relay nodes): address -> (data, source, now)
+        #: -> replies.
+        self.endpoints: dict[Address, Callable[[bytes, Address, float],
+                                               list[tuple[bytes, Address]]]] = {}
 
     def add(self, config: Config | None = None, address: Address | None = None) -> Session:
         if address is None:
@@ -101,6 +105,9 @@ class FakeNet:
                 if self.hs_up:
                     for reply, to in self.hs.receive(data, src, self.now):
                         self.sim.send(reply, (HS, to), self.now)
+            elif dst in self.endpoints:
+                for reply, to in self.endpoints[dst](data, src, self.now):
+                    self.sim.send(reply, (dst, to), self.now)
             elif dst in self.sessions and dst not in self.paused:
                 self.sessions[dst].receive_datagram(data, src, self.now)
             elif dst[0].endswith(".255"):
