@@ -6,7 +6,7 @@ the "current" relay node, as ``cluster.RedisRelays`` does with the directory."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from framework.protocol import events as ev
@@ -50,22 +50,33 @@ class DictRedis:
         return out
 
 
-class TierRelays(Relays):
-    """Relays placed on the relay node named by ``current``; ``relocate`` moves one off
-    a node in ``dead``."""
+class TierRelays:
+    """A ``RelayStore``: the memory store's relays, placed on the relay node named by
+    ``current``; ``relocate`` moves one off a node in ``dead``. (Composition, not a
+    subclass: the compiled form's ``Relays`` takes no interpreted subclasses.)"""
 
     def __init__(self, config: ServerConfig, stats: ServerStats,
                  random_bytes: Callable[[int], bytes], redis: DictRedis) -> None:
-        super().__init__(config, stats, random_bytes)
+        self._inner = Relays(config, stats, random_bytes)
         self.redis = redis
         self.current = "r1"
         self.dead: set[str] = set()
         self._rand = random_bytes
 
+    @property
+    def by_id(self) -> Mapping[bytes, Relay]:
+        return self._inner.by_id
+
+    def forward(self, data: bytes, source: Address, now: float) -> list[tuple[bytes, Address]]:
+        return self._inner.forward(data, source, now)
+
+    def expire(self, now: float) -> None:
+        self._inner.expire(now)
+
     def open(self, server_end: Address, client_end: Address, client_prefix: str,
              now: float, nodes: tuple[str, str] = ("", ""),
              names: tuple[str, str] = ("", "")) -> Relay | None:
-        relay = super().open(server_end, client_end, client_prefix, now, nodes, names)
+        relay = self._inner.open(server_end, client_end, client_prefix, now, nodes, names)
         if relay is not None and relay.at is None:
             relay.names, relay.keys = names, (self._rand(16), self._rand(16))
             self._place(relay)
