@@ -38,12 +38,14 @@ from typing import Any
 from framework.protocol.addresses import Address
 from framework.protocol.errors import ProtocolError
 from framework.protocol.hschannel import ServerChannel
+from framework.protocol.relaying import bind_tag
 from framework.protocol.wire import (
     HsKind,
     Kind,
     decode_cookie,
     encode_cookie_request,
     encode_relay,
+    encode_relay_bind,
     peek_kind,
 )
 
@@ -220,9 +222,21 @@ def pct(values: list[float], p: int) -> float:
 
 # --- 3. relayed datagrams/s ------------------------------------------------------------
 
-def relay_rate(key: Path, url: str | None, seconds: float) -> float:
+def relay_rate(key: Path, url: str | None, seconds: float, relay_node: bool = False
+               ) -> float:
+    """Datagrams/s one process relays between two sockets that bounce every arrival:
+    a handshake node's own relay (in memory, or assigned in Redis), or with
+    ``relay_node`` a ``--relay-only`` node's (placed there by a handshake node)."""
     extra = ["--redis", url] if url is not None else []
-    with node(key, *extra) as (_, a):
+    with ExitStack() as stack:
+        _, a = stack.enter_context(node(key, *extra))
+        target = a
+        if relay_node:
+            assert url is not None
+            _, target = stack.enter_context(node(
+                key, "--relay-only", "--redis", url, "--port",
+                str(free_port(socket.SOCK_DGRAM)), "--node-id", f"bench{os.getpid()}"))
+            time.sleep(0.5)  # listed in the directory at once; a margin all the same
         host = Sock("127.0.0.1", a)
         client = Sock("127.0.0.2", a)
         game = f"relay{os.getpid()}x{host.s.getsockname()[1]}"  # a name of this run's own
@@ -230,8 +244,18 @@ def relay_rate(key: Path, url: str | None, seconds: float) -> float:
             is HsKind.REGISTERED
         assert client.ask(HsKind.JOIN, [game, "c", []])[0] is HsKind.INTRODUCE
         kind, f = client.ask(HsKind.RELAY_REQUEST, [game, "c"])
-        assert kind is HsKind.RELAY_READY
+        assert kind is (HsKind.RELAY_AT if relay_node else HsKind.RELAY_READY), kind
         datagram = encode_relay(f[0], bytes(100))
+        if relay_node:
+            host_offer = None
+            while host_offer is None:
+                got, _, hf = host.ch.open(host.s.recv(2048))
+                if got is HsKind.RELAY_AT:
+                    host_offer = hf
+            for end, who, key_ in ((0, host, host_offer[4]), (1, client, f[4])):
+                tag = bind_tag(key_, Kind.RELAY_BIND, f[0], end, 1)
+                who.s.sendto(encode_relay_bind(Kind.RELAY_BIND, f[0], end, 1, tag), target)
+                assert peek_kind(who.s.recv(2048)) is Kind.RELAY_BOUND
         for s in (host.s, client.s):
             s.setblocking(False)
             while True:
@@ -243,13 +267,13 @@ def relay_rate(key: Path, url: str | None, seconds: float) -> float:
         sel.register(host.s, selectors.EVENT_READ)
         sel.register(client.s, selectors.EVENT_READ)
         for _ in range(32):  # a window each way; every arrival is bounced back
-            host.s.sendto(datagram, a)
-            client.s.sendto(datagram, a)
+            host.s.sendto(datagram, target)
+            client.s.sendto(datagram, target)
         count = 0
         start = time.monotonic()
-        end = start + seconds
+        end_at = start + seconds
         last = start
-        while (now := time.monotonic()) < end:
+        while (now := time.monotonic()) < end_at:
             for k, _ in sel.select(0.05):
                 sock = k.fileobj
                 assert isinstance(sock, socket.socket)
@@ -259,11 +283,11 @@ def relay_rate(key: Path, url: str | None, seconds: float) -> float:
                     except BlockingIOError:
                         break
                     count += 1
-                    sock.sendto(datagram, a)
+                    sock.sendto(datagram, target)
                 last = now
             if now - last > 0.1:  # refill the window after losses
                 for _ in range(8):
-                    host.s.sendto(datagram, a)
+                    host.s.sendto(datagram, target)
                 last = now
         sel.close()
         return count / (time.monotonic() - start)
@@ -292,7 +316,9 @@ def run(seconds: float, samples: int, rounds: int) -> dict[Any, Any]:
         log("cluster: relayed datagrams ...")
         out["relay_memory"] = relay_rate(key, None, seconds)
         out["relay_redis"] = relay_rate(key, url, seconds)
-        log(f"  {out['relay_memory']:.0f} / {out['relay_redis']:.0f}")
+        out["relay_node"] = relay_rate(key, url, seconds, relay_node=True)
+        log(f"  {out['relay_memory']:.0f} / {out['relay_redis']:.0f} / "
+            f"{out['relay_node']:.0f}")
     return out
 
 
@@ -342,7 +368,9 @@ def section(r: dict[Any, Any]) -> str:
               f"| relayed datagrams/s, one process, relay in memory | "
               f"{r['relay_memory']:,.0f} | |",
               f"| relayed datagrams/s, one process, relay assigned in Redis | "
-              f"{r['relay_redis']:,.0f} | |"]
+              f"{r['relay_redis']:,.0f} | |",
+              f"| relayed datagrams/s, one `--relay-only` node (relay placed by a "
+              f"handshake node, ends bound) | {r['relay_node']:,.0f} | |"]
     return "\n".join(lines) + "\n"
 
 
