@@ -82,6 +82,15 @@ def main(argv: list[str] | None = None) -> int:
                           relay_bytes_per_sec=args.relay_rate,
                           relay_max_duration=args.relay_duration)
     log = logging.getLogger("server")
+    metrics = None
+    if args.metrics is not None:
+        mhost, _, mport = args.metrics.rpartition(":")
+        if not mhost or not mport.isdigit():
+            log.error("--metrics wants HOST:PORT, e.g. 127.0.0.1:9160")
+            return 1
+        metrics = (mhost.strip("[]"), int(mport))
+    if args.relay_only:
+        return _relay_node(args, config, metrics, log)
     try:
         key = keys.load_or_create(args.key_file)
     except OSError as exc:
@@ -99,15 +108,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_fingerprint:
         sys.stdout.write(crypto.fingerprint(key.public) + "\n")  # the output, not a log line
         return 0
-    metrics = None
-    if args.metrics is not None:
-        mhost, _, mport = args.metrics.rpartition(":")
-        if not mhost or not mport.isdigit():
-            log.error("--metrics wants HOST:PORT, e.g. 127.0.0.1:9160")
-            return 1
-        metrics = (mhost.strip("[]"), int(mport))
-    if args.relay_only:
-        return _relay_node(args, config, metrics, log)
     cluster = None
     if args.redis is not None:
         try:

@@ -78,7 +78,7 @@ def test_a_match_on_a_relay_node_moves_when_that_node_dies(
     for name, node in relay_hosts.items():
         procs[name] = node.python(
             ["-m", "server", "--relay-only", "--host", RELAY_IPS[name], "--port",
-             str(RELAY_PORT), "--key-file", str(key), "--redis", URL, "--node-id", name],
+             str(RELAY_PORT), "--redis", URL, "--node-id", name],  # no key file
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     deadline = time.monotonic() + 15
     while sorted(query(hs, DIRECTORY)) != ["r1", "r2"]:
