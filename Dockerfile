@@ -13,6 +13,6 @@ RUN pip install --no-cache-dir '.[cluster]' \
 USER p2p
 
 # UDP for players; TCP for the metrics endpoint (keep it on a private network).
-EXPOSE 5160/udp 9160/tcp
+EXPOSE 5160/udp 5170/udp 9160/tcp
 ENTRYPOINT ["python", "-m", "server", "--host", "0.0.0.0", "--port", "5160", \
             "--key-file", "/keys/handshake-server.key"]
