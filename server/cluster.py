@@ -636,8 +636,9 @@ class RedisRelays:
         if total >= cfg.max_relays or per_prefix >= cfg.max_relays_per_ip:
             return None
         relay_id = self._random(RELAY_ID_SIZE)
-        ms = int(cfg.relay_idle_timeout * 1000)
-        until = wall + cfg.relay_idle_timeout
+        # Unused, it lapses soon; its first datagram renews it to the idle timeout.
+        ms = int(cfg.relay_unused_timeout * 1000)
+        until = wall + cfg.relay_unused_timeout
 
         # On the least loaded relay node, when the deployment has some; else here.
         placed = self.directory.place()
@@ -724,8 +725,9 @@ class RedisRelays:
         relay.forwarded += 1
         self._stats.relayed_packets += 1
         self._stats.relayed_bytes += len(data)
-        if now - self._synced.get(relay_id, now) > self._config.relay_idle_timeout / 4:
-            self._keep(relay, now)
+        if (relay.forwarded == 1
+                or now - self._synced.get(relay_id, now) > self._config.relay_idle_timeout / 4):
+            self._keep(relay, now)  # the first datagram here, then a few times a timeout
         sender = 0 if source == relay.server_end else 1
         ends = self._ends.get(relay_id)
         if (ends is not None and ends[sender] == self._node
@@ -791,7 +793,8 @@ class RedisRelays:
         cfg = self._config
         for relay in [r for r in self.by_id.values()
                       if now - r.last_used > cfg.relay_idle_timeout
-                      or now - r.created > cfg.relay_max_duration]:
+                      or now - r.created > cfg.relay_max_duration
+                      or (r.forwarded == 0 and now - r.created > cfg.relay_unused_timeout)]:
             del self.by_id[relay.relay_id]
             self._synced.pop(relay.relay_id, None)
             self._ends.pop(relay.relay_id, None)

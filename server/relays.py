@@ -120,7 +120,8 @@ class Relays:
         cfg = self._config
         for relay in [r for r in self.by_id.values()
                       if now - r.last_used > cfg.relay_idle_timeout
-                      or now - r.created > cfg.relay_max_duration]:
+                      or now - r.created > cfg.relay_max_duration
+                      or (r.forwarded == 0 and now - r.created > cfg.relay_unused_timeout)]:
             log.debug("relay %s closed after %d datagrams", relay.relay_id.hex(),
                      relay.forwarded)
             self._close(relay)

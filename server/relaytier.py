@@ -154,6 +154,11 @@ class NodeRelay:
     held: list[bytes | None] = field(default_factory=lambda: [None, None])
     renewed: float = 0.0
     forwarded: int = 0
+    #: When an end last bound (binds keep the relay cached, but only data renews it:
+    #: a relay that never carried a datagram lapses after ``relay_unused_timeout``).
+    last_bind: float = 0.0
+    #: When this node loaded it (a relay moved here may be old, and still in use).
+    loaded: float = 0.0
 
 
 class RelayNodeCore:
@@ -234,7 +239,7 @@ class RelayNodeCore:
         rate = float(self.config.relay_bytes_per_sec)
         relay = NodeRelay(relay_id, keys, TokenBucket(rate, 2 * rate, now), now - age, now,
                           (key, PREFIX + b"relaypair:" + pair,
-                           PREFIX + b"relaypfx:" + prefix), renewed=now)
+                           PREFIX + b"relaypfx:" + prefix), renewed=now, loaded=now)
         self.by_id[relay_id] = relay
         return relay
 
@@ -255,7 +260,7 @@ class RelayNodeCore:
         if relay.ends[end] != source:
             log.debug("relay %s end %d bound at %s", relay_id.hex(), end, source)
         relay.ends[end] = source
-        relay.last_used = now
+        relay.last_bind = now
         self.binds_accepted += 1
         bound = encode_relay_bind(Kind.RELAY_BOUND, relay_id, end, counter, bind_tag(
             relay.keys[end], Kind.RELAY_BOUND, relay_id, end, counter))
@@ -301,8 +306,9 @@ class RelayNodeCore:
         report this node (address, capacity, load) to the directory."""
         cfg = self.config
         for relay in [r for r in self.by_id.values()
-                      if now - r.last_used > cfg.relay_idle_timeout
-                      or now - r.created > cfg.relay_max_duration]:
+                      if now - max(r.last_used, r.last_bind) > cfg.relay_idle_timeout
+                      or now - r.created > cfg.relay_max_duration
+                      or (r.forwarded == 0 and now - r.loaded > cfg.relay_unused_timeout)]:
             del self.by_id[relay.relay_id]
         self._unknown = {k: t for k, t in self._unknown.items() if t > now}
         ms = int(cfg.relay_idle_timeout * 1000)

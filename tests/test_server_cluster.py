@@ -301,6 +301,11 @@ def test_a_relay_opened_on_one_node_forwards_on_another(redis_url: str,
             kind, f = client.ask(HsKind.RELAY_REQUEST, ["arena", "bob"], HsKind.RELAY_READY)
             assert kind is HsKind.RELAY_READY and f[1] == "arena"
             relay_id = f[0]
+            # Unused, the relay lapses after 15 s; its first datagram renews it to 60 s.
+            import redis  # noqa: PLC0415
+
+            records = redis.Redis.from_url(redis_url)
+            assert 0 < records.pttl(b"p2p:relay:" + relay_id) <= 15_000
             # the host hears of it from node a, where it registered (and the INTRODUCE)
             offers = []
             while (data := host._recv()) is not None:
@@ -315,6 +320,7 @@ def test_a_relay_opened_on_one_node_forwards_on_another(redis_url: str,
                 assert client.sock.recvfrom(2048) == (encode_relay(relay_id, b"hello bob"), b)
                 client.sock.sendto(encode_relay(relay_id, b"hello host"), b)
                 assert host.sock.recvfrom(2048) == (encode_relay(relay_id, b"hello host"), a)
+            assert records.pttl(b"p2p:relay:" + relay_id) > 15_000
             # a stranger cannot use it, on either node
             stranger = Client(a)
             try:

@@ -141,6 +141,15 @@ def test_relays_go_to_the_least_loaded_relay_node_bind_and_move_when_it_dies(
             assert guest.recv() == encode_relay(host.relay_id, b"to bob %d" % i)
             guest.send(b"to host %d" % i)
             assert host.recv() == encode_relay(host.relay_id, b"to host %d" % i)
+        # Placed, the relay lapses after 15 s unless it carries data; binds do not renew
+        # it, data does (the relay node reports once a second).
+        import redis  # noqa: PLC0415
+
+        records = redis.Redis.from_url(redis_url)
+        deadline = time.monotonic() + 10
+        while records.pttl(b"p2p:relay:" + host.relay_id) <= 15_000:
+            assert time.monotonic() < deadline, "the relay node did not renew the relay"
+            time.sleep(0.2)
 
         # From the attacker's seat: no key, or a replayed bind, moves nothing.
         stranger = Client(hs)
@@ -165,6 +174,9 @@ def test_relays_go_to_the_least_loaded_relay_node_bind_and_move_when_it_dies(
         # The next relay goes to the other node: the first carries one relay now.
         host2, guest2 = relayed_pair(hs, "arena2", "carol")
         assert by_address[guest2.at] != first
+        assert host2.bind() == [] and guest2.bind() == []
+        time.sleep(1.5)  # a report or two: bound, but no data
+        assert 0 < records.pttl(b"p2p:relay:" + host2.relay_id) <= 15_000
 
         # A wrong key learns nothing.
         kind, f = guest.client.ask(HsKind.RELAY_MOVE, [guest.relay_id, bytes(16)])

@@ -413,6 +413,31 @@ def test_blocked_events_are_rate_limited() -> None:
     assert peek_kind(header(Kind.DATA)) is Kind.DATA
 
 
+def test_a_relay_that_carries_nothing_closes_after_15_s_and_one_in_use_stays() -> None:
+    """Relay first: every join gets a relay. One whose players went direct carries
+    nothing and is closed after ``relay_unused_timeout``, not the idle timeout; one that
+    carries the session stays as long as it is used."""
+    net = FakeNet(SimSettings(latency=0.02, seed=23))
+    host = start_host(net)
+    alice = join(net, host, "alice")
+    assert net.run(10, lambda: connected(net, alice) and len(net.hs.relays) == 1)
+    assert alice.connection("host").stats(net.now).path == "direct"  # type: ignore[union-attr]
+    opened = net.now
+    assert net.run(20, lambda: not net.hs.relays)
+    assert 13 < net.now - opened < 17, net.now - opened
+    assert alice.is_connected()
+
+    bob = join(net, host, "bob")
+    pair = {net.addr(host), net.addr(bob)}
+    net.filter = lambda data, src, dst: not (src in pair and dst in pair)
+    assert net.run(10, lambda: connected(net, bob) and len(net.hs.relays) == 1)
+    assert bob.connection("host").stats(net.now).path == "relay"  # type: ignore[union-attr]
+    for _ in range(40):  # 40 s of play, a message every half second
+        bob.send("host", "tick", Delivery.RELIABLE_ORDERED, 0)
+        net.run(0.5)
+    assert len(net.hs.relays) == 1 and bob.is_connected()
+
+
 def test_relay_when_punching_fails_then_direct_when_a_path_opens() -> None:
     net = FakeNet(SimSettings(latency=0.02, seed=21))
     host = start_host(net)
