@@ -67,7 +67,7 @@ from framework.protocol.constants import (
     RELAY_KEY_SIZE,
     TOKEN_SIZE,
 )
-from framework.protocol.crypto import KeyPair, lp, mac, verify
+from framework.protocol.crypto import PUBLIC_KEY_SIZE, KeyPair, lp, mac, verify
 from framework.protocol.errors import ProtocolError
 from framework.protocol.limits import Buckets, TokenBucket, prefix_of
 from framework.protocol.wire import ErrorCode, Kind, decode_relay, peek_kind
@@ -588,6 +588,9 @@ class RedisRelays:
             relay.keys = (_sized(tier[b"ak"], RELAY_KEY_SIZE),
                           _sized(tier[b"bk"], RELAY_KEY_SIZE))
             relay.names = (tier[b"sn"].decode(), tier[b"cn"].decode())
+            share = tier.get(b"cs", b"")
+            relay.client_share = share if len(share) == PUBLIC_KEY_SIZE else b""
+            relay.client_node = nodes[1]
             if not relay.relay_node:
                 raise ValueError("bad relay node")
         self.by_id[relay_id] = relay
@@ -614,7 +617,7 @@ class RedisRelays:
 
     def open(self, server_end: Address, client_end: Address, client_prefix: str,
              now: float, nodes: tuple[str, str] = ("", ""),
-             names: tuple[str, str] = ("", "")) -> Relay | None:
+             names: tuple[str, str] = ("", ""), client_share: bytes = b"") -> Relay | None:
         cfg = self._config
         pair = self._pair(server_end, client_end)
         [known] = self._link.run(lambda p: p.get(pair))
@@ -623,7 +626,7 @@ class RedisRelays:
             if relay is None or relay.at is not None:  # a relay node's may have moved
                 relay = self._load(known, now)
             if relay is not None:
-                return self._on_live_node(relay, now)
+                return self._on_live_node(relay, now)[0]
         wall = time.time()
         pfx = self._pfx(client_prefix)
 
@@ -647,7 +650,7 @@ class RedisRelays:
             (node, at), random = placed, self._random
             tier = {b"rn": node.encode(), b"rh": at[0].encode(), b"rp": str(at[1]).encode(),
                     b"ak": random(RELAY_KEY_SIZE), b"bk": random(RELAY_KEY_SIZE),
-                    b"sn": names[0].encode(), b"cn": names[1].encode(),
+                    b"sn": names[0].encode(), b"cn": names[1].encode(), b"cs": client_share,
                     b"pair": pair[len(PREFIX + b"relaypair:"):]}
 
         def create(p: Any) -> None:
@@ -671,20 +674,23 @@ class RedisRelays:
         return self._cache(relay_id, server_end, client_end, client_prefix, 0.0, now,
                            nodes, tier or None)
 
-    def _on_live_node(self, relay: Relay, now: float) -> Relay:
-        """The relay, moved to a live relay node first if its node is gone."""
+    def _on_live_node(self, relay: Relay, now: float) -> tuple[Relay, bool]:
+        """The relay, moved to a live relay node first if its node is gone; whether
+        this call moved it."""
         if relay.at is None or self.directory.alive(relay.relay_node):
-            return relay
+            return relay, False
         placed = self.directory.place()
         if placed is None:
-            return relay  # no live node: the players keep asking
+            return relay, False  # no live node: the players keep asking
         node, at = placed
-        self.directory.move(self._key(relay.relay_id), relay.relay_node, node, at)
-        log.info("relay %s moved from lost relay node %s", relay.relay_id.hex(),
-                 relay.relay_node)
-        return self._load(relay.relay_id, now) or relay
+        moved = self.directory.move(self._key(relay.relay_id), relay.relay_node, node, at)
+        if moved:
+            log.info("relay %s moved from lost relay node %s to %s", relay.relay_id.hex(),
+                     relay.relay_node, node)
+        return self._load(relay.relay_id, now) or relay, moved
 
-    def relocate(self, relay_id: bytes, key: bytes, now: float) -> tuple[Relay, int] | None:
+    def relocate(self, relay_id: bytes, key: bytes, now: float
+                 ) -> tuple[Relay, int, bool] | None:
         relay = self._load(relay_id, now)
         if relay is None or relay.at is None:
             return None
@@ -694,7 +700,8 @@ class RedisRelays:
             end = 1
         else:
             return None
-        return self._on_live_node(relay, now), end
+        relay, moved = self._on_live_node(relay, now)
+        return relay, end, moved
 
     def forward(self, data: bytes, source: Address, now: float) -> list[Reply]:
         relay_id, _ = decode_relay(data)

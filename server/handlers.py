@@ -160,7 +160,7 @@ class Requests:
             # Only the two players of a live introduction may ask, each from its address.
             return self._error(share, rid, ErrorCode.NOT_INTRODUCED, source)
         relay = self.relays.open(reg.public, intro.client, intro.prefix, now,
-                                 (reg.node, intro.node), (server, client))
+                                 (reg.node, intro.node), (server, client), intro.share)
         if relay is None:
             return self._error(share, rid, ErrorCode.TOO_MANY, source)
         # Each end is told the name of the player at the relay's other end.
@@ -184,9 +184,26 @@ class Requests:
         found = self.relays.relocate(relay_id, key, now)
         if found is None:
             return self._error(share, rid, ErrorCode.NOT_INTRODUCED, source)
-        relay, end = found
+        relay, end, moved = found
         kind, fields = _offer(relay, end, relay.names[1 - end])
-        return [self._seal(share, kind, rid, fields, source)]
+        replies = [self._seal(share, kind, rid, fields, source)]
+        if moved:
+            # The other end may not have noticed yet (a quiet session): tell it too, as
+            # an introduction is told, where its channel and NAT let us.
+            replies += self._tell_other_end(relay, 1 - end, now)
+        return replies
+
+    def _tell_other_end(self, relay: Relay, end: int, now: float) -> list[Reply]:
+        kind, fields = _offer(relay, end, relay.names[1 - end])
+        if end == 0:
+            reg = self.registry.live(relay.names[0], now)
+            if reg is None:
+                return []
+            return self._via(self._seal(reg.share, kind, 0, fields, reg.public), reg.node)
+        if not relay.client_share:
+            return []
+        return self._via(self._seal(relay.client_share, kind, 0, fields, relay.client_end),
+                         relay.client_node)
 
     def expire(self, now: float) -> None:
         for reg in self.registry.expire(now):

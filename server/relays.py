@@ -45,6 +45,9 @@ class Relay:
     relay_node: str = ""
     keys: tuple[bytes, bytes] = (b"", b"")
     names: tuple[str, str] = ("", "")
+    #: The client's channel key share and node, to tell it when its relay moves.
+    client_share: bytes = b""
+    client_node: str = ""
 
 
 class Relays:
@@ -59,10 +62,10 @@ class Relays:
 
     def open(self, server_end: Address, client_end: Address, client_prefix: str,
              now: float, nodes: tuple[str, str] = ("", ""),
-             names: tuple[str, str] = ("", "")) -> Relay | None:
+             names: tuple[str, str] = ("", ""), client_share: bytes = b"") -> Relay | None:
         """The pair's relay (one per pair), or None when no relay is free. ``nodes``:
-        the nodes the two ends talk to, ``names`` the two players', for stores shared
-        by several (unused here)."""
+        the nodes the two ends talk to, ``names`` the two players', ``client_share`` the
+        client's channel key share, for stores with relay nodes (unused here)."""
         relay = self.by_id.get(self._of_pair.get((server_end, client_end), b""))
         if relay is not None:
             return relay
@@ -80,9 +83,10 @@ class Relays:
         log.debug("relay %s opened", relay.relay_id.hex())
         return relay
 
-    def relocate(self, relay_id: bytes, key: bytes, now: float) -> tuple[Relay, int] | None:
+    def relocate(self, relay_id: bytes, key: bytes, now: float
+                 ) -> tuple[Relay, int, bool] | None:
         """Where a relay on a relay node runs now, for the end whose key is ``key``:
-        (relay, end). A single server has no relay nodes."""
+        (relay, end, whether it was just moved). A single server has no relay nodes."""
         return None
 
     def forward(self, data: bytes, source: Address, now: float) -> list[Reply]:

@@ -15,6 +15,7 @@ from framework.protocol.crypto import verify
 from framework.protocol.delivery import Delivery
 from framework.protocol.limits import Buckets
 from framework.protocol.simulator import SimSettings
+from framework.protocol.wire import HsKind
 from server.config import ServerConfig, ServerStats
 from server.core import HandshakeCore
 from server.introductions import Introductions
@@ -71,14 +72,17 @@ class TierRelays:
         return self._inner.forward(data, source, now)
 
     def expire(self, now: float) -> None:
-        self._inner.expire(now)
+        """Nothing: the records of relays on relay nodes live in "Redis", renewed by the
+        nodes' traffic (the handshake server forwards none of it)."""
 
     def open(self, server_end: Address, client_end: Address, client_prefix: str,
              now: float, nodes: tuple[str, str] = ("", ""),
-             names: tuple[str, str] = ("", "")) -> Relay | None:
-        relay = self._inner.open(server_end, client_end, client_prefix, now, nodes, names)
+             names: tuple[str, str] = ("", ""), client_share: bytes = b"") -> Relay | None:
+        relay = self._inner.open(server_end, client_end, client_prefix, now, nodes, names,
+                                 client_share)
         if relay is not None and relay.at is None:
             relay.names, relay.keys = names, (self._rand(16), self._rand(16))
+            relay.client_share = client_share
             self._place(relay)
         return relay
 
@@ -88,16 +92,18 @@ class TierRelays:
             b"rn": self.current.encode(), b"ak": relay.keys[0], b"bk": relay.keys[1],
             b"c": repr(time.time()).encode(), b"x": b"pfx", b"pair": b"pair"}
 
-    def relocate(self, relay_id: bytes, key: bytes, now: float) -> tuple[Relay, int] | None:
+    def relocate(self, relay_id: bytes, key: bytes, now: float
+                 ) -> tuple[Relay, int, bool] | None:
         relay = self.by_id.get(relay_id)
         if relay is None:
             return None
         end = 0 if verify(relay.keys[0], key) else 1 if verify(relay.keys[1], key) else -1
         if end < 0:
             return None
-        if relay.relay_node in self.dead:
+        moved = relay.relay_node in self.dead
+        if moved:
             self._place(relay)
-        return relay, end
+        return relay, end, moved
 
 
 def tier_net(seed: int) -> tuple[FakeNet, TierRelays, dict[str, RelayNodeCore]]:
@@ -208,3 +214,33 @@ def test_a_relay_node_drops_strangers_and_replays_without_harm() -> None:
     assert net.run(3, lambda: got.extend(user_messages(net, host)) or len(got) >= 20)
     assert got == list(range(20))
     assert host.get_peers() == ["alice"] and alice.is_connected()
+
+
+def test_a_quiet_session_asks_nothing_and_survives_the_loss_of_its_relay_node() -> None:
+    """Peer checks only (every 15 s): while the relay works nobody asks where it is; when
+    its node dies, the client's unanswered check makes it ask, and the handshake server
+    tells the host too, before either gives the other up."""
+    net, tier, cores = tier_net(33)
+    host = start_host(net)
+    alice = join(net, host, "alice")
+    players = {net.addr(host), net.addr(alice)}
+    net.filter = lambda data, src, dst: not (src in players and dst in players)
+    assert net.run(10, lambda: alice.is_connected() and host.get_peers() == ["alice"])
+    net.run(60)
+    assert net.hs.stats.by_kind[HsKind.RELAY_MOVE] == 0
+    assert cores["r1"].stats.relayed_packets > 0
+
+    del net.endpoints[NODES["r1"]]
+    tier.dead.add("r1")
+    tier.current = "r2"
+    net.take(alice)
+    net.take(host)
+    assert net.run(40, lambda: net.has(alice, ev.PathChanged) and net.has(host, ev.PathChanged))
+    net.run(40)  # and on, quiet, through the new node
+    for s in (host, alice):
+        assert not net.has(s, ev.PeerTimeout) and not net.has(s, ev.SessionTerminated)
+    alice.send("host", "still here", Delivery.RELIABLE_ORDERED, 0)
+    assert net.run(2, lambda: "still here" in user_messages(net, host))
+    assert cores["r2"].stats.relayed_packets > 0
+    # One move: a request or two from the client, none from the host, which was told.
+    assert 1 <= net.hs.stats.by_kind[HsKind.RELAY_MOVE] <= 3

@@ -202,6 +202,14 @@ def test_relays_go_to_the_least_loaded_relay_node_bind_and_move_when_it_dies(
             else:
                 time.sleep(0.5)
         assert by_address[moved] != first
+        # The other end is told without asking (a quiet player may not notice for a
+        # while): the handshake server sends it RELAY_AT, sealed under its channel.
+        pushed = host.client._recv()
+        assert pushed is not None, "the host was not told"
+        kind, rid, f = host.client.channel.open(pushed)
+        assert (kind, rid) == (HsKind.RELAY_AT, 0)
+        assert (f[2], f[3]) == moved and f[1] == "bob" and f[4] == host.key
+        # Asked, it says the same.
         kind, f = host.client.ask(HsKind.RELAY_MOVE, [host.relay_id, host.key])
         assert kind is HsKind.RELAY_AT and (f[2], f[3]) == moved and f[1] == "bob"
         host.at = guest.at = moved

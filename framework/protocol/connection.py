@@ -80,6 +80,13 @@ class Connection:
                                       now)
         self._ping_pending = False
         self.last_received = now
+        #: When the first datagram asking for an answer (messages, pings; not acks
+        #: alone) left since the peer's last datagram; None: none since. "We talk and
+        #: hear nothing" is told apart from a quiet session by this.
+        self.unanswered_since: float | None = None
+        #: Smoothed time between the peer's datagrams (1/8 gain, as RFC 6298's SRTT):
+        #: a peer that streamed and went silent is told apart from a quiet one.
+        self.receive_gap = config.secs_between_peer_checks
         self._last_ping = now
         self._last_traffic = -math.inf  # when messages last went out (pings aside)
         self._rate_in = RateMeter(now)
@@ -145,6 +152,8 @@ class Connection:
             datagrams = []
         if self._acks.pending():
             self._builder.extra_acks(datagrams, now)
+        if items and self.unanswered_since is None:  # acks alone ask for no answer
+            self.unanswered_since = now
         return datagrams
 
     def _collect_new(self, now: float, items: list[tuple[bytes, Outgoing | None]]) -> None:
@@ -211,7 +220,9 @@ class Connection:
                     out.sender.in_flight.pop(out.seq, None)
         for p in lost:
             self._resends.lost(p.reliable, now)
+        self.receive_gap += (now - self.last_received - self.receive_gap) / 8
         self.last_received = now
+        self.unanswered_since = None
         c = self.counters
         c.packets_received += 1
         c.bytes_received += len(data)

@@ -9,8 +9,9 @@ address of the newest authenticated bind as the end's address (WireGuard's roami
 rule: a replayed bind has an old counter and moves nothing). The node answers each
 accepted bind with a RELAY_BOUND of the same size.
 
-When a relay node dies the session goes quiet. After ``RELAY_SILENCE`` without a
-datagram from the peer, each end asks the handshake server where its relay is now
+When a relay node dies the session goes quiet. When a datagram we sent has had no
+answer for ``RELAY_SILENCE``, or a peer that streamed has been silent for that long
+(and four of its usual gaps), each end asks the handshake server where its relay is now
 (RELAY_MOVE, proving the end with its key); a server that finds the node gone places
 the relay on another one and answers RELAY_AT with the new address. The session then
 binds there and carries on (PATH_CHANGED, path "relay"): no handshake, no message lost.
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from . import events as ev
 from .addresses import Address
+from .connection import Connection
 from .constants import (
     RELAY_BIND_INTERVAL,
     RELAY_MOVE_INTERVAL,
@@ -45,6 +47,16 @@ def bind_tag(key: bytes, kind: Kind, relay_id: bytes, end: int, counter: int) ->
     """The MAC of a RELAY_BIND (player to relay node) or RELAY_BOUND (the answer)."""
     label = b"relay-bind" if kind is Kind.RELAY_BIND else b"relay-bound"
     return mac(key, label, relay_id, bytes([end]), counter.to_bytes(8, "big"))
+
+
+def _silent_after(conn: Connection) -> float:
+    """When the session counts as cut off: ``RELAY_SILENCE`` after the first of our
+    datagrams that asked for an answer and got none, or after the peer's last datagram
+    when that is four of its usual gaps (a stream that stopped), whichever is first."""
+    heard = conn.last_received + max(RELAY_SILENCE, 4 * conn.receive_gap)
+    if conn.unanswered_since is None:
+        return heard
+    return min(heard, conn.unanswered_since + RELAY_SILENCE)
 
 
 class Relaying:
@@ -121,10 +133,10 @@ class Relaying:
             self.bind(remote, now)
         conn = remote.connection
         if (conn is not None and remote.path is PathKind.RELAY
-                and now - conn.last_received >= RELAY_SILENCE
-                and now >= remote.next_relay_move):
-            # Quiet: our NAT may have moved us (bind again), or the relay node is gone
-            # (ask the handshake server where the relay is now).
+                and now >= remote.next_relay_move and now >= _silent_after(conn)):
+            # We talk and hear nothing, or a peer that streamed went silent: our NAT may
+            # have moved us (bind again), or the relay node is gone (ask the handshake
+            # server where the relay is now). A quiet session asks nothing.
             remote.next_relay_move = now + RELAY_MOVE_INTERVAL
             self.bind(remote, now)
             rendezvous = self._session.rendezvous
@@ -139,5 +151,5 @@ class Relaying:
             times.append(remote.next_bind)
         conn = remote.connection
         if conn is not None and remote.path is PathKind.RELAY:
-            times.append(max(conn.last_received + RELAY_SILENCE, remote.next_relay_move))
+            times.append(max(_silent_after(conn), remote.next_relay_move))
         return min(times) if times else None
