@@ -98,10 +98,11 @@ class RelayDirectory:
         chosen: tuple[str, Address, int] | None = None
         for member, fields in zip(ids, read, strict=True):
             parsed = _node_entry(fields)
-            if parsed is None:
+            name = _text(member)
+            if parsed is None or name is None:
                 dead.append(member)
             elif chosen is None:
-                chosen = (member.decode(), parsed[0], parsed[1])
+                chosen = (name, parsed[0], parsed[1])
         node = chosen
         with contextlib.suppress(StoreError):
             self._link.run(lambda p: (
@@ -119,6 +120,14 @@ class RelayDirectory:
         [moved] = self._link.run(lambda p: p.eval(_MOVE, 1, relay_key, dead, node, at[0],
                                                   at[1]))
         return bool(moved)
+
+
+def _text(raw: bytes) -> str | None:
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        return None
+    return text if 0 < len(text) <= 64 else None
 
 
 def _node_entry(fields: object) -> tuple[Address, int] | None:

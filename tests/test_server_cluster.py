@@ -348,6 +348,13 @@ def test_hostile_redis_contents_do_not_stop_a_node(redis_url: str, key_file: Pat
             r.zadd(b"p2p:names", {b"broken": 0, b"\xff\xfe": 0})
             r.hset(b"p2p:reg:nottl", mapping={b"x": b"y"})  # no TTL at all
             r.hset(b"p2p:relay:" + bytes(8), mapping={b"ah": b"1.2.3.4", b"ap": b"x"})
+            # A relay directory of junk: no relay node to place on, so the node relays.
+            r.zadd(b"p2p:relaynodes", {b"\xff\xfe": 0, b"gone": 0, b"junk": 0.1})
+            r.hset(b"p2p:relaynode:junk", mapping={b"h": b"\xff", b"p": b"70000",
+                                                    b"cap": b"-1"})
+            r.pexpire(b"p2p:relaynode:junk", 60_000)
+            r.hset(b"p2p:relaynode:\xff\xfe", mapping={b"h": b"1.2.3.4", b"p": b"1",
+                                                          b"cap": b"5"})
             for junk in (b"", b"\x93", b"\xc1\xc1", b"\x93\xc4\x01x\xa1h\x01",
                          b"\x93\xc4\x01x\xa9127.0.0.1\xcd\x04\xd2" * 3):
                 r.publish(b"p2p:node:a", junk)
@@ -364,6 +371,16 @@ def test_hostile_redis_contents_do_not_stop_a_node(redis_url: str, key_file: Pat
                 client.sock.sendto(encode_relay(bytes(8), b"x"), addr)
                 kind, f = client.ask(HsKind.LIST, [""], HsKind.LIST_REPLY)
                 assert f[0] == [["broken", False], ["nottl", False]]
+                joiner = Client(addr)
+                try:
+                    assert joiner.ask(HsKind.JOIN, ["broken", "bob", []],
+                                      HsKind.INTRODUCE)[0] is HsKind.INTRODUCE
+                    kind, f = joiner.ask(HsKind.RELAY_REQUEST, ["broken", "bob"],
+                                         HsKind.RELAY_READY)
+                    assert kind is HsKind.RELAY_READY, (kind, f)
+                finally:
+                    joiner.close()
+                assert set(r.zrange(b"p2p:relaynodes", 0, -1)) == set()  # swept
             finally:
                 client.close()
             assert proc.poll() is None
