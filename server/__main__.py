@@ -26,6 +26,7 @@ from framework.protocol.crypto import KeyPair
 from . import keys
 from .core import ServerConfig
 from .server import HandshakeServer
+from .shell import UdpServer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,11 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     log = logging.getLogger("server")
     metrics = None
     if args.metrics is not None:
-        mhost, _, mport = args.metrics.rpartition(":")
-        if not mhost or not mport.isdigit():
+        metrics = _address_arg(args.metrics)
+        if metrics is None:
             log.error("--metrics wants HOST:PORT, e.g. 127.0.0.1:9160")
             return 1
-        metrics = (mhost.strip("[]"), int(mport))
     if args.relay_only:
         return _relay_node(args, config, metrics, log)
     try:
@@ -126,6 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         log.error("cannot bind %s:%d: %s", args.host, args.port, exc)
         return 1
+    return _serve(server)
+
+
+def _serve(server: UdpServer) -> int:
+    """Serve until SIGTERM or SIGINT."""
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         server.stop()
@@ -182,14 +187,7 @@ def _relay_node(args: argparse.Namespace, config: ServerConfig, metrics: Address
     except OSError as exc:
         log.error("cannot bind %s:%d: %s", args.host, args.port, exc)
         return 1
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        server.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    server.serve_forever()
-    return 0
+    return _serve(server)
 
 
 if __name__ == "__main__":

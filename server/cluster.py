@@ -77,12 +77,18 @@ from .config import Reply, ServerConfig, ServerStats
 from .introductions import Introduction
 from .registry import Registration, looks_of
 from .relays import Relay
-from .relaytier import RelayDirectory
+from .relaytier import (
+    PREFIX,
+    RELAY_PAIR,
+    RELAY_PFX,
+    RELAYS,
+    RelayDirectory,
+    relay_key,
+)
 from .store import Router, StoreError, Stores
 
 log = logging.getLogger("server")
 
-PREFIX = b"p2p:"
 #: Seconds Redis is left alone after a failure.
 BACKOFF = 1.0
 #: Seconds a Redis command may take before it counts as a failure.
@@ -560,21 +566,21 @@ class RedisRelays:
         #: Per relay: the nodes its server end and client end talk to, and when read.
         self._ends: dict[bytes, list[str]] = {}
         self._ends_read: dict[bytes, float] = {}
-        self._all = PREFIX + b"relays"
+        self._all = RELAYS
         self.handed_off = 0
         self.directory = RelayDirectory(link)
 
     @staticmethod
     def _key(relay_id: bytes) -> bytes:
-        return PREFIX + b"relay:" + relay_id
+        return relay_key(relay_id)
 
     @staticmethod
     def _pair(server_end: Address, client_end: Address) -> bytes:
-        return PREFIX + b"relaypair:" + _pack(*server_end, *client_end)
+        return RELAY_PAIR + _pack(*server_end, *client_end)
 
     @staticmethod
     def _pfx(prefix: str) -> bytes:
-        return PREFIX + b"relaypfx:" + prefix.encode()
+        return RELAY_PFX + prefix.encode()
 
     def _cache(self, relay_id: bytes, server_end: Address, client_end: Address,
                prefix: str, age: float, now: float, nodes: tuple[str, str],
@@ -651,7 +657,7 @@ class RedisRelays:
             tier = {b"rn": node.encode(), b"rh": at[0].encode(), b"rp": str(at[1]).encode(),
                     b"ak": random(RELAY_KEY_SIZE), b"bk": random(RELAY_KEY_SIZE),
                     b"sn": names[0].encode(), b"cn": names[1].encode(), b"cs": client_share,
-                    b"pair": pair[len(PREFIX + b"relaypair:"):]}
+                    b"pair": pair[len(RELAY_PAIR):]}
 
         def create(p: Any) -> None:
             p.set(pair, relay_id, px=ms, nx=True)
@@ -692,13 +698,8 @@ class RedisRelays:
     def relocate(self, relay_id: bytes, key: bytes, now: float
                  ) -> tuple[Relay, int, bool] | None:
         relay = self._load(relay_id, now)
-        if relay is None or relay.at is None:
-            return None
-        if verify(relay.keys[0], key):
-            end = 0
-        elif verify(relay.keys[1], key):
-            end = 1
-        else:
+        end = relay.end_of(key) if relay is not None else None
+        if relay is None or end is None:
             return None
         relay, moved = self._on_live_node(relay, now)
         return relay, end, moved
@@ -717,21 +718,9 @@ class RedisRelays:
                 self._unknown[relay_id] = now + 1.0
                 self._stats.relay_dropped += 1
                 return []
-        if source == relay.server_end:
-            to = relay.client_end
-        elif source == relay.client_end:
-            to = relay.server_end
-        else:
-            self._stats.relay_dropped += 1
+        to = relay.pass_on(data, source, now, self._stats)
+        if to is None:
             return []
-        if not relay.bucket.take(now, len(data)):
-            relay.dropped += 1
-            self._stats.relay_dropped += 1
-            return []
-        relay.last_used = now
-        relay.forwarded += 1
-        self._stats.relayed_packets += 1
-        self._stats.relayed_bytes += len(data)
         if (relay.forwarded == 1
                 or now - self._synced.get(relay_id, now) > self._config.relay_idle_timeout / 4):
             self._keep(relay, now)  # the first datagram here, then a few times a timeout

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from framework.protocol.addresses import Address
 from framework.protocol.constants import RELAY_ID_SIZE
+from framework.protocol.crypto import verify
 from framework.protocol.limits import TokenBucket
 from framework.protocol.wire import decode_relay
 
@@ -48,6 +49,38 @@ class Relay:
     #: The client's channel key share and node, to tell it when its relay moves.
     client_share: bytes = b""
     client_node: str = ""
+
+
+    def end_of(self, key: bytes) -> int | None:
+        """Which end (0 server, 1 client) holds ``key``, on a relay node's relay."""
+        if self.at is None:
+            return None
+        for end in (0, 1):
+            if verify(self.keys[end], key):
+                return end
+        return None
+
+    def pass_on(self, data: bytes, source: Address, now: float, stats: ServerStats
+                ) -> Address | None:
+        """Where a datagram from ``source`` goes: the other end, within the byte rate;
+        None (counted) when ``source`` is not an end or the rate is spent."""
+        if source == self.server_end:
+            to = self.client_end
+        elif source == self.client_end:
+            to = self.server_end
+        else:
+            # Not one of the two players: no one can inject into a relay they are not in.
+            stats.relay_dropped += 1
+            return None
+        if not self.bucket.take(now, len(data)):
+            self.dropped += 1
+            stats.relay_dropped += 1
+            return None
+        self.last_used = now
+        self.forwarded += 1
+        stats.relayed_packets += 1
+        stats.relayed_bytes += len(data)
+        return to
 
 
 class Relays:
@@ -95,22 +128,9 @@ class Relays:
         if relay is None:
             self._stats.relay_dropped += 1
             return []
-        if source == relay.server_end:
-            to = relay.client_end
-        elif source == relay.client_end:
-            to = relay.server_end
-        else:
-            # Not one of the two players: no one can inject into a relay they are not in.
-            self._stats.relay_dropped += 1
+        to = relay.pass_on(data, source, now, self._stats)
+        if to is None:
             return []
-        if not relay.bucket.take(now, len(data)):
-            relay.dropped += 1
-            self._stats.relay_dropped += 1
-            return []
-        relay.last_used = now
-        relay.forwarded += 1
-        self._stats.relayed_packets += 1
-        self._stats.relayed_bytes += len(data)
         return [(data, to)]  # forwarded as it is: the same size
 
     def _close(self, relay: Relay) -> None:

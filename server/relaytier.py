@@ -54,10 +54,9 @@ from .store import StoreError
 log = logging.getLogger("server")
 
 PREFIX = b"p2p:"
-#: Seconds a relay node's directory entry lives without a renewal.
+#: Seconds a relay node's directory entry lives without a renewal (the node reports
+#: at each tick of its loop, once a second).
 NODE_TTL = 3.0
-#: Seconds between a relay node's reports (and renewals of its relays' TTLs).
-REPORT_INTERVAL = 1.0
 #: Candidates read from the directory per placement.
 PLACEMENT_CANDIDATES = 8
 
@@ -70,11 +69,20 @@ return 1
 """
 
 
-def node_key(node: str) -> bytes:
-    return PREFIX + b"relaynode:" + node.encode()
-
-
+#: Keys shared with ``cluster.RedisRelays`` (which imports them: it needs this module).
+RELAYS = PREFIX + b"relays"
+RELAY_PAIR = PREFIX + b"relaypair:"
+RELAY_PFX = PREFIX + b"relaypfx:"
+NODE = PREFIX + b"relaynode:"
 DIRECTORY = PREFIX + b"relaynodes"
+
+
+def relay_key(relay_id: bytes) -> bytes:
+    return PREFIX + b"relay:" + relay_id
+
+
+def node_key(node: str) -> bytes:
+    return NODE + node.encode()
 
 
 class RelayDirectory:
@@ -92,7 +100,7 @@ class RelayDirectory:
         ids = [m for m, score in ranked if isinstance(m, bytes) and score < 1.0]
         if not ids:
             return None
-        read = self._link.run(lambda p: [p.hmget(PREFIX + b"relaynode:" + m,
+        read = self._link.run(lambda p: [p.hmget(NODE + m,
                                                  b"h", b"p", b"cap") for m in ids])
         dead: list[bytes] = []
         chosen: tuple[str, Address, int] | None = None
@@ -230,7 +238,7 @@ class RelayNodeCore:
 
     def _load(self, relay_id: bytes, now: float) -> NodeRelay | None:
         """The relay as Redis has it, if it is placed on this node."""
-        key = PREFIX + b"relay:" + relay_id
+        key = relay_key(relay_id)
         [h] = self._link.run(lambda p: p.hgetall(key))
         if not isinstance(h, dict) or h.get(b"rn") != self.node.encode():
             return None
@@ -247,8 +255,8 @@ class RelayNodeCore:
             return None
         rate = float(self.config.relay_bytes_per_sec)
         relay = NodeRelay(relay_id, keys, TokenBucket(rate, 2 * rate, now), now - age, now,
-                          (key, PREFIX + b"relaypair:" + pair,
-                           PREFIX + b"relaypfx:" + prefix), renewed=now, loaded=now)
+                          (key, RELAY_PAIR + pair, RELAY_PFX + prefix), renewed=now,
+                          loaded=now)
         self.by_id[relay_id] = relay
         return relay
 
@@ -333,7 +341,7 @@ class RelayNodeCore:
             for r in active:
                 for k in r.renew:
                     p.pexpire(k, ms)
-                p.zadd(PREFIX + b"relays", {r.relay_id: until})
+                p.zadd(RELAYS, {r.relay_id: until})
                 p.zadd(r.renew[2], {r.relay_id: until})
         try:
             self._link.run(report)

@@ -11,7 +11,6 @@ from typing import Any
 
 from framework.protocol import events as ev
 from framework.protocol.addresses import Address
-from framework.protocol.crypto import verify
 from framework.protocol.delivery import Delivery
 from framework.protocol.limits import Buckets
 from framework.protocol.simulator import SimSettings
@@ -95,10 +94,8 @@ class TierRelays:
     def relocate(self, relay_id: bytes, key: bytes, now: float
                  ) -> tuple[Relay, int, bool] | None:
         relay = self.by_id.get(relay_id)
-        if relay is None:
-            return None
-        end = 0 if verify(relay.keys[0], key) else 1 if verify(relay.keys[1], key) else -1
-        if end < 0:
+        end = relay.end_of(key) if relay is not None else None
+        if relay is None or end is None:
             return None
         moved = relay.relay_node in self.dead
         if moved:
