@@ -39,8 +39,11 @@ def draw_match(surface: pygame.Surface, ctx: Context, session: MatchSession, now
         render.draw_overlay(surface, session.overlay_lines(ctx.fps))
 
 
-def leave_for_status(ctx: Context, session: MatchSession) -> bool:
-    """Switch away if the opponent is gone; True if we did."""
+def advance(ctx: Context, session: MatchSession, now: float) -> bool:
+    """A frame of a match scene (play, game over): the session and its sounds; switch
+    away if the opponent is gone, and True if we did."""
+    session.update(now)
+    ctx.sounds.play_events(session.match.take_events(), session.match.my_side)
     if session.match.status != Status.LOST:
         return False
     ctx.go.message("Game ended", session.match.lost_reason)

@@ -8,7 +8,7 @@ from games.pong import render, theme
 from games.pong.control import keys_to_intent
 from games.pong.match import Status, View
 from games.pong.scenes.base import Context, Scene
-from games.pong.scenes.common import STATS_KEYS, draw_match, leave_for_status
+from games.pong.scenes.common import STATS_KEYS, advance, draw_match
 from games.pong.session import MatchSession
 from games.pong.sim import Intent
 
@@ -45,9 +45,7 @@ class PlayScene(Scene):
         self.session.route(event, now)
 
     def update(self, now: float) -> None:
-        self.session.update(now)
-        self.ctx.sounds.play_events(self.session.match.take_events(), self.session.match.my_side)
-        if leave_for_status(self.ctx, self.session):
+        if advance(self.ctx, self.session, now):
             return
         if self.session.match.status == Status.OVER:
             self.ctx.go.game_over(self.session)

@@ -7,7 +7,7 @@ import pygame
 from games.pong import render, theme
 from games.pong.match import Status
 from games.pong.scenes.base import Context, Scene
-from games.pong.scenes.common import STATS_KEYS, draw_match, leave_for_status
+from games.pong.scenes.common import STATS_KEYS, advance, draw_match
 from games.pong.session import MatchSession
 from games.pong.widgets import BUTTON_HEIGHT, Button, Form
 
@@ -42,9 +42,7 @@ class WinScene(Scene):
         self.session.route(event, now)
 
     def update(self, now: float) -> None:
-        self.session.update(now)
-        self.ctx.sounds.play_events(self.session.match.take_events(), self.session.match.my_side)
-        if leave_for_status(self.ctx, self.session):
+        if advance(self.ctx, self.session, now):
             return
         if self.session.match.status == Status.PLAYING:
             self.ctx.go.play(self.session)
